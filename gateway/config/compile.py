@@ -1,0 +1,63 @@
+"""Compile loaded :class:`Resources` into the immutable, versioned :class:`Snapshot`.
+
+Called by the proxy process (startup and reload) and the ``isthmus`` CLI, usually through
+:func:`load_snapshot`. The steps: Services and EndpointSlices become clusters
+(``clusters``); routes are translated with their references resolved (``translate``,
+``refs``); routes attach to Gateway listeners (``attach``); listeners are grouped into port
+bindings (``listeners``); ProxySettings become the limits. The same resources always give the
+same snapshot and so the same version hash.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gateway.config.attach import CompiledRoute, attach_routes
+from gateway.config.clusters import build_clusters
+from gateway.config.errors import ConfigError
+from gateway.config.kinds import (
+    EndpointSlice,
+    Gateway,
+    GRPCRoute,
+    HTTPRoute,
+    ProxySettings,
+    Service,
+    TLSRoute,
+)
+from gateway.config.listeners import build_ports, check_conflicts
+from gateway.config.loader import load_directory
+from gateway.config.refs import Resolver
+from gateway.config.resources import Resources
+from gateway.config.snapshot import Limits, Snapshot
+from gateway.config.translate import grpc_route_config, http_route_config, tls_route_config
+
+
+def compile_resources(resources: Resources) -> Snapshot:
+    """The snapshot for ``resources``, with its version set. Raises :class:`ConfigError`."""
+    gateways = resources.of_kind(Gateway)
+    problems = check_conflicts(resources, gateways)
+    if problems:
+        raise ConfigError(problems)
+    resolver = Resolver.of(resources)
+    routes = (
+        [CompiledRoute(r, http_route_config(r, resolver)) for r in resources.of_kind(HTTPRoute)]
+        + [CompiledRoute(r, grpc_route_config(r, resolver)) for r in resources.of_kind(GRPCRoute)]
+        + [CompiledRoute(r, tls_route_config(r, resolver)) for r in resources.of_kind(TLSRoute)]
+    )
+    attached = attach_routes(gateways, routes, resolver)
+    ports = build_ports(gateways, attached, resolver)
+    settings = resources.of_kind(ProxySettings)
+    snapshot = Snapshot(
+        ports=ports,
+        clusters=build_clusters(resources.of_kind(Service), resources.of_kind(EndpointSlice)),
+        limits=settings[0].limits() if settings else Limits(),
+        unresolved=tuple(
+            sorted(resolver.unresolved, key=lambda u: (u.source, u.field, u.target, u.reason))
+        ),
+    )
+    return snapshot.with_version()
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
+    """Load, validate and compile the configuration under ``path``."""
+    return compile_resources(load_directory(path))

@@ -1,0 +1,47 @@
+"""The supported kinds: one module per API group or kind, and the registry the loader uses.
+
+``gateway.config.loader`` looks a document's ``kind`` up in :data:`KINDS` to find the model
+class to validate and convert it with; every class lists its accepted ``apiVersion`` values.
+"""
+
+from __future__ import annotations
+
+from gateway.config.kinds.core import EndpointSlice, Service
+from gateway.config.kinds.gateway import Gateway, GatewayClass, ReferenceGrant
+from gateway.config.kinds.grpcroute import GRPCRoute
+from gateway.config.kinds.httproute import HTTPRoute
+from gateway.config.kinds.meta import Object
+from gateway.config.kinds.proxysettings import ProxySettings
+from gateway.config.kinds.secret import Secret
+from gateway.config.kinds.tlsroute import TLSRoute
+
+KINDS: dict[str, type[Object]] = {
+    cls.kind_name: cls
+    for cls in (
+        Service,
+        EndpointSlice,
+        Secret,
+        GatewayClass,
+        Gateway,
+        ReferenceGrant,
+        HTTPRoute,
+        GRPCRoute,
+        TLSRoute,
+        ProxySettings,
+    )
+}
+
+__all__ = [
+    "KINDS",
+    "EndpointSlice",
+    "GRPCRoute",
+    "Gateway",
+    "GatewayClass",
+    "HTTPRoute",
+    "Object",
+    "ProxySettings",
+    "ReferenceGrant",
+    "Secret",
+    "Service",
+    "TLSRoute",
+]

@@ -1,0 +1,1 @@
+"""Processes: the supervisor (admin, config, signals) and its worker event loops."""

@@ -1,0 +1,166 @@
+"""The engine of one worker: applies snapshots to listeners, routes and clusters.
+
+``apply`` first builds everything that can fail (route tables, TLS contexts, new sockets)
+and only then commits, so a snapshot that cannot be applied leaves the running one in place
+untouched. Listeners that stay are updated in place; removed ones drain. Requests already
+in flight keep the objects of the snapshot they started with.
+
+Called by the worker process (``gateway.process.worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from gateway.config.snapshot import PortBinding, Snapshot
+from gateway.filters.chain import build_route_table
+from gateway.proxy.context import EngineContext
+from gateway.proxy.http import HttpProxy
+from gateway.proxy.passthrough import TlsRouter
+from gateway.proxy.tasks import Supervisor
+from gateway.telemetry.stats import Stats
+from gateway.transport.connection import ConnectionTracker
+from gateway.transport.listener import PortListener
+from gateway.transport.passthrough import PassthroughConnection
+from gateway.transport.tls import ListenerTLS, SniContexts
+from gateway.upstream.cluster import ClusterManager
+
+log = logging.getLogger("isthmus.engine")
+
+_SWEEP_S = 5.0
+
+
+class ApplyError(Exception):
+    """A snapshot that cannot run here (bad regex, bad certificate, port in use)."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    binding: PortBinding
+    listener: PortListener
+    new: bool
+    handler: HttpProxy | None
+    tls: ListenerTLS | None
+    router: TlsRouter | None
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.supervisor = Supervisor()
+        self.clusters = ClusterManager()
+        loop = asyncio.get_running_loop()
+        self.ctx = EngineContext(
+            loop=loop,
+            clusters=self.clusters,
+            supervisor=self.supervisor,
+            stats=self.stats,
+            limits=Snapshot().limits,
+        )
+        self.listeners: dict[tuple[str, int], PortListener] = {}
+        self.snapshot: Snapshot | None = None
+        self.draining = False
+        self._sweeper: asyncio.TimerHandle | None = loop.call_later(_SWEEP_S, self._sweep)
+
+    async def apply(self, snap: Snapshot) -> None:
+        if self.draining:
+            raise ApplyError("draining")
+        plans: list[_Plan] = []
+        try:
+            for binding in snap.ports:
+                plans.append(self._prepare(binding, snap))
+        except Exception as exc:
+            for p in plans:
+                if p.new:
+                    p.listener.stop_accepting()
+            raise ApplyError(str(exc)) from exc
+        # Commit: nothing below may fail for reasons of the snapshot's content.
+        self.ctx.limits = snap.limits
+        self.clusters.apply(snap.clusters, snap.limits)
+        keep: dict[tuple[str, int], PortListener] = {}
+        for p in plans:
+            key = (p.binding.address, p.binding.port)
+            if p.new:
+                await p.listener.start()
+                old = self.listeners.get(key)
+                if old is not None and old is not p.listener:
+                    self.supervisor.spawn(old.drain(snap.limits.drain_timeout_s))
+            else:
+                p.listener.update(p.handler, p.tls, snap.limits, self._passthrough_factory(p.router))
+            keep[key] = p.listener
+        for key, old in self.listeners.items():
+            if key not in keep:
+                self.supervisor.spawn(old.drain(snap.limits.drain_timeout_s))
+        self.listeners = keep
+        self.snapshot = snap
+        self.stats.gauges["isthmus_listeners"] = float(len(keep))
+
+    def _prepare(self, binding: PortBinding, snap: Snapshot) -> _Plan:
+        handler: HttpProxy | None = None
+        tls: ListenerTLS | None = None
+        router: TlsRouter | None = None
+        if binding.protocol == "TLS":
+            router = TlsRouter(binding.listeners, self.clusters)
+        else:
+            try:
+                table = build_route_table(binding.listeners)
+            except ValueError as exc:
+                raise ApplyError(f"port {binding.port}: {exc}") from exc
+            handler = HttpProxy(self.ctx, table)
+            if binding.protocol == "HTTPS":
+                pairs = tuple(c for lst in binding.listeners for c in lst.certificates)
+                tls = ListenerTLS(SniContexts(pairs))
+        key = (binding.address, binding.port)
+        existing = self.listeners.get(key)
+        if existing is not None and existing.protocol == binding.protocol:
+            return _Plan(binding, existing, False, handler, tls, router)
+        listener = PortListener(
+            binding.address,
+            binding.port,
+            binding.protocol,
+            snap.limits,
+            self.stats,
+            handler=handler,
+            tls=tls,
+            make_protocol=self._passthrough_factory(router),
+        )
+        try:
+            listener.bind()
+        except OSError as exc:
+            raise ApplyError(f"cannot listen on {binding.address}:{binding.port}: {exc}") from exc
+        return _Plan(binding, listener, True, handler, tls, router)
+
+    def _passthrough_factory(
+        self, router: TlsRouter | None
+    ) -> None | type[PassthroughConnection] | object:
+        if router is None:
+            return None
+
+        def make(tracker: ConnectionTracker) -> PassthroughConnection:
+            return PassthroughConnection(tracker, router, self.supervisor.spawn)  # type: ignore[arg-type]
+
+        return make
+
+    def _sweep(self) -> None:
+        self.clusters.sweep(time.monotonic())
+        self._sweeper = self.ctx.loop.call_later(_SWEEP_S, self._sweep)
+
+    async def drain(self, deadline_s: float) -> None:
+        """Stop accepting everywhere, finish what is in flight, then close the rest."""
+        self.draining = True
+        listeners = list(self.listeners.values())
+        if listeners:
+            await asyncio.gather(*(lst.drain(deadline_s) for lst in listeners))
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for lst in self.listeners.values():
+            lst.stop_accepting()
+            lst.tracker.abort_all()
+            lst.tracker.stop()
+        self.clusters.close()
+        await self.supervisor.aclose()

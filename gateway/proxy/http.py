@@ -1,0 +1,115 @@
+"""The HTTP request handler: route, run the request filters, start the exchange.
+
+:class:`HttpProxy` is the :class:`~gateway.transport.streams.RequestHandlerFactory` the
+listeners hand every request to. It works on the route tables of the snapshot that was
+active when the request arrived; a later snapshot does not affect it.
+
+Called by the transports, per request.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from gateway.codec.messages import RequestHead
+from gateway.filters.base import HttpFilter, LocalReply, RequestContext
+from gateway.filters.chain import run_request
+from gateway.proxy.context import EngineContext
+from gateway.proxy.exchange import Exchange, copy_request
+from gateway.proxy.local import LocalReplyHandler
+from gateway.proxy.mirror import NullStream
+from gateway.routing.table import RouteTable
+from gateway.transport.streams import ServerStream, StreamHandler
+
+_CONTINUE = b"100-continue"
+
+
+def request_protocol(request: RequestHead) -> str:
+    ct = request.get(b"content-type")
+    if ct is not None and ct.startswith(b"application/grpc"):
+        return "grpc"
+    return "http"
+
+
+class HttpProxy:
+    """One per listening port and snapshot."""
+
+    __slots__ = ("engine", "table")
+
+    def __init__(self, engine: EngineContext, table: RouteTable[HttpFilter]) -> None:
+        self.engine = engine
+        self.table = table
+
+    def on_request(self, stream: ServerStream) -> StreamHandler:
+        started = time.monotonic()
+        request = stream.request
+        protocol = request_protocol(request)
+        result = self.table.match(request.authority, request.path, request.method, request.headers)
+        if result is None:
+            return self._reply(stream, LocalReply(404, body=b"no route\n", flag="NR"), started,
+                               protocol)  # fmt: skip
+        rule = result.rule
+        ctx = RequestContext(
+            request=request,
+            matched_prefix=result.matched_prefix,
+            downstream_address=stream.info.remote_address,
+            downstream_tls=stream.info.tls,
+        )
+        chain = rule.filters
+        if chain:
+            reply = run_request(chain, ctx)
+            if reply is not None:
+                return self._reply(stream, reply, started, protocol)
+        cluster = rule.pick_backend(random.random())
+        if not cluster:
+            # Every weight zero, or a backendRef that did not resolve: the spec says 500.
+            return self._reply(stream, LocalReply(500, body=b"no backend\n", flag="NC"),
+                               started, protocol)  # fmt: skip
+        if request.get(b"expect") is not None:
+            self._continue(stream, request)
+        exchange = Exchange(
+            self.engine,
+            stream,
+            ctx,
+            chain,
+            cluster,
+            started=started,
+            protocol=protocol,
+            request_timeout_s=rule.request_timeout_s,
+            backend_timeout_s=rule.backend_request_timeout_s,
+        )
+        if ctx.mirrors:
+            exchange.mirrors = self._mirrors(stream, ctx, started, protocol)
+        exchange.start()
+        return exchange
+
+    def _continue(self, stream: ServerStream, request: RequestHead) -> None:
+        """Answer ``Expect: 100-continue`` here, as Envoy does, and not forward it."""
+        value = request.get(b"expect")
+        request.headers = [(k, v) for k, v in request.headers if k != b"expect"]
+        if value is not None and value.lower() == _CONTINUE and not request.end_stream:
+            from gateway.codec.messages import ResponseHead
+
+            stream.send_interim(ResponseHead(100, []))
+
+    def _mirrors(
+        self, stream: ServerStream, ctx: RequestContext, started: float, protocol: str
+    ) -> list[Exchange]:
+        out = []
+        for cluster in ctx.mirrors:
+            null = NullStream(copy_request(stream.request), stream.info)
+            m = Exchange(self.engine, null, ctx, (), cluster, started=started,
+                         protocol=protocol, record=False)  # fmt: skip
+            m.start()
+            out.append(m)
+        return out
+
+    def _reply(
+        self, stream: ServerStream, reply: LocalReply, started: float, protocol: str
+    ) -> StreamHandler:
+        def record(s: ServerStream, r: LocalReply, ms: float) -> None:
+            key = ("", protocol, r.status, "", r.flag)
+            self.engine.stats.record_request(key, ms, 0, len(r.body))
+
+        return LocalReplyHandler(stream, reply, record, started)

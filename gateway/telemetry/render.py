@@ -1,0 +1,181 @@
+"""Render merged stats as Prometheus text, under Istio's standard metric and label names.
+
+Runs at scrape time in the supervisor, never on the request path. Istio's dashboards select
+on ``reporter``, the ``source_*``/``destination_*`` labels, ``request_protocol``,
+``response_code``, ``grpc_response_status``, ``response_flags`` and
+``connection_security_policy``; all of them are present. Labels the proxy cannot know yet
+(peer principals before mTLS) are ``unknown``, as Istio writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+
+from gateway.telemetry.stats import DURATION_BUCKETS_MS, SIZE_BUCKETS_BYTES, RequestKey, Stats
+
+_REQUEST_LABELS = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_cluster",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_cluster",
+    "request_protocol",
+    "response_code",
+    "grpc_response_status",
+    "response_flags",
+    "connection_security_policy",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyIdentity:
+    """The labels that are fixed for one proxy."""
+
+    workload: str = "isthmus-ingress"
+    namespace: str = "default"
+    cluster: str = "Kubernetes"
+    reporter: str = "source"
+    domain: str = "cluster.local"
+
+
+def _destination(cluster: str, domain: str) -> tuple[str, str, str]:
+    """``ns/svc:port`` → (FQDN, name, namespace)."""
+    if not cluster:
+        return "unknown", "unknown", "unknown"
+    ns, _, rest = cluster.partition("/")
+    name = rest.rsplit(":", 1)[0] if rest else ns
+    if not rest:
+        return cluster, cluster, "unknown"
+    return f"{name}.{ns}.svc.{domain}", name, ns
+
+
+class _Collector:
+    def __init__(self, stats: Stats, ident: ProxyIdentity, version: str, workers: int) -> None:
+        self.stats = stats
+        self.ident = ident
+        self.version = version
+        self.workers = workers
+
+    def _labels(self, key: RequestKey) -> list[str]:
+        cluster, proto, code, grpc, flags = key
+        ident = self.ident
+        fqdn, name, ns = _destination(cluster, ident.domain)
+        return [
+            ident.reporter,
+            ident.workload,
+            ident.namespace,
+            "unknown",
+            ident.workload,
+            "unknown",
+            ident.cluster,
+            name if cluster else "unknown",
+            ns,
+            "unknown",
+            name if cluster else "unknown",
+            "unknown",
+            fqdn,
+            name,
+            ns,
+            ident.cluster if cluster else "unknown",
+            proto,
+            str(code),
+            grpc or "-",
+            flags or "-",
+            "unknown",
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        total = CounterMetricFamily(
+            "istio_requests_total", "Requests handled by the proxy.", labels=_REQUEST_LABELS
+        )
+        for key, n in sorted(s.requests.items()):
+            total.add_metric(self._labels(key), n)
+        yield total
+        for name, doc, table, buckets in (
+            ("istio_request_duration_milliseconds", "Request duration.", s.duration,
+             DURATION_BUCKETS_MS),
+            ("istio_request_bytes", "Request body sizes.", s.request_bytes, SIZE_BUCKETS_BYTES),
+            ("istio_response_bytes", "Response body sizes.", s.response_bytes,
+             SIZE_BUCKETS_BYTES),
+        ):  # fmt: skip
+            fam = HistogramMetricFamily(name, doc, labels=_REQUEST_LABELS)
+            for key, values in sorted(table.items()):
+                cumulative = []
+                acc = 0.0
+                for le, count in zip(buckets, values, strict=False):
+                    acc += count
+                    cumulative.append((_fmt(le), acc))
+                acc += values[len(buckets)]
+                cumulative.append(("+Inf", acc))
+                fam.add_metric(self._labels(key), cumulative, sum_value=values[-1])
+            yield fam
+        tcp_names = {
+            "opened": ("istio_tcp_connections_opened_total", "Downstream connections opened."),
+            "closed": ("istio_tcp_connections_closed_total", "Downstream connections closed."),
+            "received": ("istio_tcp_received_bytes_total", "Bytes received from downstream."),
+            "sent": ("istio_tcp_sent_bytes_total", "Bytes sent to downstream."),
+        }
+        tcp_labels = ("reporter", "source_workload", "source_workload_namespace",
+                      "destination_service", "listener_port")  # fmt: skip
+        fams = {k: CounterMetricFamily(n, d, labels=tcp_labels) for k, (n, d) in tcp_names.items()}
+        for (port, name), n in sorted(s.tcp.items()):
+            if name in fams:
+                fams[name].add_metric(
+                    [self.ident.reporter, self.ident.workload, self.ident.namespace, "unknown",
+                     str(port)],
+                    n,
+                )  # fmt: skip
+        yield from fams.values()
+        rej = CounterMetricFamily(
+            "isthmus_downstream_rejections_total",
+            "Connections or requests refused for bad input or limits.",
+            labels=("reason",),
+        )
+        for reason, n in sorted(s.rejections.items()):
+            rej.add_metric([reason], n)
+        yield rej
+        info = GaugeMetricFamily(
+            "isthmus_config_info", "The active configuration version.", labels=("version",)
+        )
+        info.add_metric([self.version], 1)
+        yield info
+        workers = GaugeMetricFamily("isthmus_workers", "Worker processes answering.")
+        workers.add_metric([], self.workers)
+        yield workers
+        for gname, value in sorted(s.gauges.items()):
+            g = GaugeMetricFamily(gname, gname.replace("_", " "))
+            g.add_metric([], value)
+            yield g
+
+
+def _fmt(le: float) -> str:
+    return str(int(le)) if float(le).is_integer() else str(le)
+
+
+def render(stats: Stats, ident: ProxyIdentity, version: str, workers: int) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(stats, ident, version, workers))  # type: ignore[arg-type]
+    out: bytes = generate_latest(registry)
+    return out

@@ -1,0 +1,136 @@
+"""In-process metric aggregates: what the hot path touches.
+
+Each worker owns one :class:`Stats`. Recording a request is a tuple key and a few dict
+operations; nothing is formatted here. At scrape time the supervisor asks every worker for
+``dump()``, merges the dumps (``merge``) and renders them (``gateway.telemetry.render``).
+
+Keys are tuples of the label values that vary per request; the labels that are fixed for a
+proxy (its workload, namespace, cluster) are added at render time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+import msgspec
+
+# Istio's default buckets for istio_request_duration_milliseconds.
+DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+    300000, 600000, 1800000, 3600000,
+)  # fmt: skip
+# Istio's buckets for request and response sizes: 1 B to 1 GB by powers of ten.
+SIZE_BUCKETS_BYTES: tuple[float, ...] = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                         100000000, 1000000000)  # fmt: skip
+
+# (destination cluster, request_protocol, response_code, grpc_status, response_flags)
+RequestKey = tuple[str, str, int, str, str]
+
+
+class StatsDump(msgspec.Struct, frozen=True):
+    """What a worker reports. Histogram values are [bucket counts..., +Inf count, sum]."""
+
+    requests: list[tuple[RequestKey, int]]
+    duration: list[tuple[RequestKey, list[float]]]
+    request_bytes: list[tuple[RequestKey, list[float]]]
+    response_bytes: list[tuple[RequestKey, list[float]]]
+    tcp: list[tuple[tuple[int, str], int]]
+    rejections: list[tuple[str, int]]
+    gauges: dict[str, float]
+
+
+def _observe(table: dict[Any, list[float]], key: Any, buckets: tuple[float, ...], v: float) -> None:
+    h = table.get(key)
+    if h is None:
+        h = table[key] = [0.0] * (len(buckets) + 2)
+    h[bisect_left(buckets, v)] += 1
+    h[-1] += v
+
+
+class Stats:
+    __slots__ = ("duration", "gauges", "rejections", "request_bytes", "requests",
+                 "response_bytes", "tcp")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.requests: dict[RequestKey, int] = {}
+        self.duration: dict[RequestKey, list[float]] = {}
+        self.request_bytes: dict[RequestKey, list[float]] = {}
+        self.response_bytes: dict[RequestKey, list[float]] = {}
+        # (listener port, counter name) -> value: opened, closed, rx bytes, tx bytes
+        self.tcp: dict[tuple[int, str], int] = {}
+        self.rejections: dict[str, int] = {}
+        self.gauges: dict[str, float] = {}
+
+    def record_request(
+        self,
+        key: RequestKey,
+        duration_ms: float,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        _observe(self.duration, key, DURATION_BUCKETS_MS, duration_ms)
+        _observe(self.request_bytes, key, SIZE_BUCKETS_BYTES, request_bytes)
+        _observe(self.response_bytes, key, SIZE_BUCKETS_BYTES, response_bytes)
+
+    # ConnectionEvents, for gateway.transport.connection
+    def connection_opened(self, port: int) -> None:
+        k = (port, "opened")
+        self.tcp[k] = self.tcp.get(k, 0) + 1
+
+    def connection_closed(self, port: int, rx: int, tx: int) -> None:
+        tcp = self.tcp
+        for name, v in (("closed", 1), ("received", rx), ("sent", tx)):
+            k = (port, name)
+            tcp[k] = tcp.get(k, 0) + v
+
+    def connection_rejected(self, port: int, reason: str) -> None:
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+
+    def dump(self) -> StatsDump:
+        return StatsDump(
+            requests=list(self.requests.items()),
+            duration=list(self.duration.items()),
+            request_bytes=list(self.request_bytes.items()),
+            response_bytes=list(self.response_bytes.items()),
+            tcp=list(self.tcp.items()),
+            rejections=list(self.rejections.items()),
+            gauges=dict(self.gauges),
+        )
+
+
+def merge(dumps: list[StatsDump]) -> Stats:
+    """Add the workers' dumps up into one :class:`Stats` (for rendering only)."""
+    total = Stats()
+    for d in dumps:
+        for key, n in d.requests:
+            k = _key(key)
+            total.requests[k] = total.requests.get(k, 0) + n
+        for src, dst in (
+            (d.duration, total.duration),
+            (d.request_bytes, total.request_bytes),
+            (d.response_bytes, total.response_bytes),
+        ):
+            for key, values in src:
+                k = _key(key)
+                cur = dst.get(k)
+                if cur is None:
+                    dst[k] = list(values)
+                else:
+                    for i, v in enumerate(values):
+                        cur[i] += v
+        for (port, name), n in d.tcp:
+            tk = (int(port), str(name))
+            total.tcp[tk] = total.tcp.get(tk, 0) + n
+        for reason, n in d.rejections:
+            total.rejections[reason] = total.rejections.get(reason, 0) + n
+        for name, v in d.gauges.items():
+            total.gauges[name] = total.gauges.get(name, 0.0) + v
+    return total
+
+
+def _key(raw: Any) -> RequestKey:
+    c, proto, code, grpc, flags = raw
+    return (str(c), str(proto), int(code), str(grpc), str(flags))

@@ -1,0 +1,175 @@
+"""Connection pools: one :class:`EndpointPool` per upstream endpoint.
+
+The shape follows httpcore: the pool's state is its named collections (idle HTTP/1.1
+connections, HTTP/2 connections), decisions (``try_stream``) are synchronous and do no I/O,
+and connecting is a separate awaitable step. HTTP/1.1 connections carry one request each and
+come back to ``idle`` when reusable; HTTP/2 connections are shared until the peer's
+MAX_CONCURRENT_STREAMS, after which another one is opened. ``repr`` is meant to be read.
+
+Called by the proxy's exchange through ``gateway.upstream.cluster``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.upstream.errors import ConnectFailure, UpstreamTimeout
+from gateway.upstream.http1 import H1UpstreamConnection
+from gateway.upstream.http2 import H2UpstreamConnection
+from gateway.upstream.stream import UpstreamHandler, UpstreamStream
+
+
+class EndpointPool:
+    """The connections to one ``address:port``."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        *,
+        protocol: str,
+        connect_timeout_s: float,
+        buffer_bytes: int = 256 * 1024,
+        max_idle: int = 64,
+        zone: str | None = None,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.protocol = protocol
+        self.zone = zone
+        self.connect_timeout_s = connect_timeout_s
+        self.buffer_bytes = buffer_bytes
+        self.max_idle = max_idle
+        # Requests in flight to this endpoint: the least-request balancer reads it.
+        self.active_requests = 0
+        self.idle: list[H1UpstreamConnection] = []
+        self.h2: list[H2UpstreamConnection] = []
+        self._h2_connecting: asyncio.Future[H2UpstreamConnection] | None = None
+        self.closed = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def __repr__(self) -> str:
+        if self.protocol == "h2c":
+            streams = sum(len(c.streams) for c in self.h2)
+            return (
+                f"<EndpointPool {self.key} h2c [Requests: {self.active_requests} active | "
+                f"Connections: {len(self.h2)}, streams {streams}]>"
+            )
+        return (
+            f"<EndpointPool {self.key} http1 [Requests: {self.active_requests} active | "
+            f"Connections: {len(self.idle)} idle]>"
+        )
+
+    # -- decisions (no I/O) ------------------------------------------------------------------
+
+    def try_stream(self, handler: UpstreamHandler) -> tuple[UpstreamStream, bool] | None:
+        """A stream on an existing connection, or None when a new connection is needed.
+        The flag says whether the connection was reused (it may have gone stale)."""
+        if self.protocol == "h2c":
+            for conn in self.h2:
+                if conn.can_open_stream():
+                    return conn.open_stream(handler), conn.reused > 1
+            return None
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.is_available():
+                return conn.bind(handler), True
+        return None
+
+    # -- I/O -----------------------------------------------------------------------------------
+
+    async def connect_stream(self, handler: UpstreamHandler) -> UpstreamStream:
+        """Open a connection (or wait for one being opened) and start a stream on it."""
+        if self.protocol == "h2c":
+            while True:
+                fut = self._h2_connecting
+                if fut is not None:
+                    await asyncio.shield(fut)
+                else:
+                    conn = await self._connect_h2()
+                    return conn.open_stream(handler)
+                got = self.try_stream(handler)
+                if got is not None:
+                    return got[0]
+        conn1 = await self._connect(lambda: H1UpstreamConnection(self._on_idle, self.buffer_bytes))
+        assert isinstance(conn1, H1UpstreamConnection)
+        return conn1.bind(handler)
+
+    async def _connect_h2(self) -> H2UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[H2UpstreamConnection] = loop.create_future()
+        self._h2_connecting = fut
+        try:
+            conn = await self._connect(lambda: H2UpstreamConnection(self._on_h2_change, self.buffer_bytes))
+            assert isinstance(conn, H2UpstreamConnection)
+            # Honour the server's SETTINGS (MAX_CONCURRENT_STREAMS) before the first stream.
+            async with asyncio.timeout(self.connect_timeout_s):
+                await conn.ready
+            self.h2.append(conn)
+            fut.set_result(conn)
+            return conn
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception) else ConnectFailure("cancelled"))
+                fut.exception()  # consumed here; waiters re-raise their own
+            raise
+        finally:
+            self._h2_connecting = None
+
+    async def _connect(
+        self, factory: type[asyncio.Protocol] | object
+    ) -> H1UpstreamConnection | H2UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, proto = await loop.create_connection(factory, self.address, self.port)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise UpstreamTimeout(f"connect to {self.key} timed out") from None
+        except OSError as exc:
+            raise ConnectFailure(f"connect to {self.key} failed: {exc.strerror or exc}") from None
+        assert isinstance(proto, H1UpstreamConnection | H2UpstreamConnection)
+        return proto
+
+    # -- connection callbacks ------------------------------------------------------------------
+
+    def _on_idle(self, conn: H1UpstreamConnection) -> None:
+        if self.closed or len(self.idle) >= self.max_idle:
+            conn.close()
+        else:
+            self.idle.append(conn)
+
+    def _on_h2_change(self, conn: H2UpstreamConnection) -> None:
+        if conn.closed and conn in self.h2:
+            self.h2.remove(conn)
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    def sweep(self, now: float, idle_timeout_s: float) -> None:
+        keep = []
+        for conn in self.idle:
+            if conn.closed:
+                continue
+            if conn.has_expired(now, idle_timeout_s):
+                conn.close()
+            else:
+                keep.append(conn)
+        self.idle = keep
+        for h2c in list(self.h2):
+            if h2c.has_expired(now, idle_timeout_s):
+                h2c.close()
+                self.h2.remove(h2c)
+
+    def close(self) -> None:
+        """Close idle connections now; busy ones close when their request ends."""
+        self.closed = True
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+        for h2c in self.h2:
+            if h2c.is_idle():
+                h2c.close()
+

@@ -1,0 +1,33 @@
+"""The ``isthmus`` command tree (DESIGN.md §7).
+
+Each sub-command lives in its own module under ``isthmus.commands`` and exposes
+``register(subparsers)``; this module only assembles them and dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from isthmus.commands import demo, gateway
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isthmus", description="Isthmus multi-cluster mesh")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    gateway.register(sub)
+    demo.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

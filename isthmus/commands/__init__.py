@@ -1,0 +1,1 @@
+"""Sub-commands of the ``isthmus`` command; each module exposes ``register(subparsers)``."""
