@@ -161,12 +161,8 @@ def render(results: Results) -> str:
     row("peak RSS, largest process MB", ("rss", "max_process_mb"), ".1f")
     row("proxy CPU % during HTTP/1.1", ("http1", "proxy_cpu_pct"), ".0f")
     row("proxy CPU % during HTTP/2", ("h2c", "proxy_cpu_pct"), ".0f")
-    row(
-        f"core {meta['load_cpu']} busy % during HTTP/1.1",
-        ("http1", "load_core_busy_pct"),
-        ".0f",
-    )
-    row(f"core {meta['load_cpu']} busy % during HTTP/2", ("h2c", "load_core_busy_pct"), ".0f")
+    row("load gen+upstream CPU % HTTP/1.1", ("http1", "load_side_cpu_pct"), ".0f")
+    row("load gen+upstream CPU % HTTP/2", ("h2c", "load_side_cpu_pct"), ".0f")
 
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     how = f"{meta['duration']} s per load"

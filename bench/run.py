@@ -24,6 +24,7 @@ import argparse
 import functools
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -58,6 +59,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TOOLS = {"taskset": "util-linux", "wrk": "wrk", "h2load": "nghttp2-client", "nginx": "nginx"}
 
 ISTHMUS_READY_TIMEOUT = 15.0
+#: A core busier than this before the run starts means someone else is using the machine.
+BACKGROUND_BUSY_WARN = 10.0
+#: A throughput load during which neither the proxy's processes nor the load
+#: generator + upstream used this much CPU was held back by something else.
+SATURATED_PCT = 85.0
 SERVER_READY_TIMEOUT = 10.0
 
 
@@ -119,6 +125,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration < 1 or args.warmup < 0 or args.rate < 10 or args.repeat < 1:
         p.error("--duration and --repeat must be >= 1, --warmup >= 0, --rate >= 10")
     return args
+
+
+def background_busy(seconds: float = 1.0) -> dict[int, float]:
+    """Busy % of each core over ``seconds`` before anything of ours runs."""
+    before = core_times()
+    time.sleep(seconds)
+    return core_busy_pct(before, core_times())
 
 
 def check_cpus(proxy_cpu: int, load_cpu: int) -> None:
@@ -215,20 +228,34 @@ STARTERS: dict[str, Callable[[Supervisor, Path, int, int], Running]] = {
 # -------------------------------------------------------------------------- loads
 
 
-def measured(proc: Proc, load_cpu: int, fn: Callable[[], Any]) -> dict[str, Any]:
-    """Run one load; add the proxy's CPU % and the load core's busy % to its result."""
+def _children_cpu() -> float:
+    """CPU seconds of our finished (waited-for) children, i.e. wrk and h2load runs."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measured(proc: Proc, upstream: Proc, load_cpu: int, fn: Callable[[], Any]) -> dict[str, Any]:
+    """Run one load and add CPU figures to its result.
+
+    * ``proxy_cpu_pct``: CPU time of the proxy's processes / wall time;
+    * ``load_side_cpu_pct``: the same for the load generator(s) plus the upstream;
+    * ``*_core_busy_pct``: how busy each core was, whoever used it (this also
+      counts kernel softirq work for loopback traffic, and other programs).
+    """
     before_pids = proc.tree()
     cpu0 = cpu_seconds(before_pids)
+    load0 = _children_cpu() + cpu_seconds(upstream.tree())
     cores0 = core_times()
     t0 = time.monotonic()
     result = fn()
     elapsed = time.monotonic() - t0
     cores1 = core_times()
-    pids = list(dict.fromkeys([*before_pids, *proc.tree()]))
-    cpu1 = cpu_seconds(pids)
+    load1 = _children_cpu() + cpu_seconds(upstream.tree())
+    cpu1 = cpu_seconds(list(dict.fromkeys([*before_pids, *proc.tree()])))
     out: dict[str, Any] = result.as_dict()
     busy = core_busy_pct(cores0, cores1)
     out["proxy_cpu_pct"] = round(100.0 * max(0.0, cpu1 - cpu0) / elapsed, 1)
+    out["load_side_cpu_pct"] = round(100.0 * max(0.0, load1 - load0) / elapsed, 1)
     out["proxy_core_busy_pct"] = busy.get(proc.cpu)
     out["load_core_busy_pct"] = busy.get(load_cpu)
     return out
@@ -263,7 +290,12 @@ def repeated(
 
 
 def bench_proxy(
-    name: str, sup: Supervisor, tmp: Path, upstream_port: int, args: argparse.Namespace
+    name: str,
+    sup: Supervisor,
+    tmp: Path,
+    upstream: Proc,
+    upstream_port: int,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Start one proxy, verify it, run the three loads, read its RSS, stop it."""
     label = report.LABELS[name]
@@ -304,9 +336,16 @@ def bench_proxy(
                     what,
                     metric,
                     args.repeat,
-                    functools.partial(measured, proc, lc, fn),
+                    functools.partial(measured, proc, upstream, lc, fn),
                     proc,
                 )
+                if metric == "rps" and not saturated(data[key]):
+                    data["warnings"].append(
+                        f"{what}: neither the proxy ({data[key]['proxy_cpu_pct']:.0f}% CPU) "
+                        f"nor load generator + upstream ({data[key]['load_side_cpu_pct']:.0f}% "
+                        "CPU) used its core fully; another process probably interfered "
+                        "(rerun, or use --repeat 3)"
+                    )
             except BenchError as exc:
                 data[key] = {"error": str(exc)}
                 data["errors"].append(f"{what}: {exc}")
@@ -331,12 +370,24 @@ def bench_proxy(
     return data
 
 
+def saturated(result: dict[str, Any]) -> bool:
+    """Whether our own processes used up the proxy core or the load core."""
+    return bool(
+        result.get("proxy_cpu_pct", 0) >= SATURATED_PCT
+        or result.get("load_side_cpu_pct", 0) >= SATURATED_PCT
+    )
+
+
 def _summary(result: dict[str, Any]) -> str:
     if "p99_ms" in result:
         return (f"p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms "
                 f"({result['samples']} samples, {result['achieved_rps']:.0f} req/s)")  # fmt: skip
-    return (f"{result['rps']:,.0f} req/s, proxy CPU {result['proxy_cpu_pct']:.0f}%, "
-            f"core {result.get('load_core_busy_pct')}% busy on the load side")  # fmt: skip
+    r = result
+    return (
+        f"{r['rps']:,.0f} req/s; CPU %: proxy {r['proxy_cpu_pct']:.0f}, load gen + upstream "
+        f"{r['load_side_cpu_pct']:.0f}; core busy %: "
+        f"{r['proxy_core_busy_pct']:.0f} / {r['load_core_busy_pct']:.0f}"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -374,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
 
+    # Ctrl-C must reach us even if the parent started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     now = datetime.now(UTC)
@@ -399,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "direct": {},
         "proxies": {},
     }
+    background = background_busy()
+    results["meta"]["background_busy_pct"] = background
+    if any(v > BACKGROUND_BUSY_WARN for v in background.values()):
+        log(f"warning: the machine is not idle before the run (core busy %: {background}); "
+            "other processes will skew the numbers")  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
     sup = Supervisor(tmp)
     failed = False
@@ -406,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"temp dir {tmp}")
         log(f"upstream nginx: starting on core {args.load_cpu}")
         try:
-            _, up_h1, up_h2 = start_upstream(sup, tmp, args.load_cpu)
+            upstream, up_h1, up_h2 = start_upstream(sup, tmp, args.load_cpu)
         except BenchError as exc:
             print(f"bench: the upstream did not start:\n{exc}", file=sys.stderr)
             return 1
@@ -431,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed = True
             log(f"direct baseline FAILED:\n{exc}")
         for name in args.only:
-            results["proxies"][name] = bench_proxy(name, sup, tmp, up_h1, args)
+            results["proxies"][name] = bench_proxy(name, sup, tmp, upstream, up_h1, args)
             if results["proxies"][name]["errors"]:
                 failed = True
     except KeyboardInterrupt:

@@ -53,6 +53,11 @@ class H1ResponseParser:
         self.done = False
         self.upgraded_offset: int | None = None
 
+    def reset(self) -> None:
+        """Ready for the next response on the same connection."""
+        self.done = False
+        self.no_body = False
+
     def expect_no_body(self) -> None:
         """The request was HEAD: the response ends with its head whatever it says."""
         self.no_body = True

@@ -28,40 +28,46 @@ from gateway.config.snapshot import (
     TLSRouteConfig,
 )
 
+Claims = dict[tuple[str, int, str | None], tuple[Gateway, GatewayListener]]
+
 
 def check_conflicts(resources: Resources, gateways: Sequence[Gateway]) -> list[Problem]:
     """Protocol conflicts on a port, and listeners a binding could not tell apart."""
     problems: list[Problem] = []
-    first_on_port: dict[int, tuple[Gateway, GatewayListener]] = {}
-    seen: dict[tuple[str, int, str | None], tuple[Gateway, GatewayListener]] = {}
+    # The first listener seen on each port, and on each (address, port, hostname).
+    by_port: dict[int, tuple[Gateway, GatewayListener]] = {}
+    claims: Claims = {}
     for gateway in gateways:
         for i, listener in enumerate(gateway.spec.listeners):
-            path = item("spec.listeners", i)
-            owner, other = first_on_port.setdefault(listener.port, (gateway, listener))
-            if other.listener_protocol != listener.listener_protocol:
-                problems.append(
-                    resources.problem(
-                        gateway,
-                        path,
-                        f"port {listener.port}: {listener.protocol} conflicts with "
-                        f"{other.protocol} listener {_name(owner, other)} on the same port",
-                    )
-                )
-                continue
-            for address in gateway.bind_addresses:
-                slot = (address, listener.port, listener.hostname)
-                owner, other = seen.setdefault(slot, (gateway, listener))
-                if other is not listener:
-                    problems.append(
-                        resources.problem(
-                            gateway,
-                            join(path, "hostname"),
-                            f"conflicts with listener "
-                            f"{_name(owner, other)}: same address {address}, port {listener.port} "
-                            f"and hostname {listener.hostname or '(any)'}",
-                        )
-                    )
+            found = _conflict(gateway, listener, by_port, claims)
+            if found is not None:
+                field, message = found
+                path = item("spec.listeners", i) + field
+                problems.append(resources.problem(gateway, path, message))
     return problems
+
+
+def _conflict(
+    gateway: Gateway,
+    listener: GatewayListener,
+    by_port: dict[int, tuple[Gateway, GatewayListener]],
+    claims: Claims,
+) -> tuple[str, str] | None:
+    first_gateway, first = by_port.setdefault(listener.port, (gateway, listener))
+    if first.listener_protocol != listener.listener_protocol:
+        return "", (
+            f"port {listener.port}: {listener.protocol} conflicts with {first.protocol} "
+            f"listener {_name(first_gateway, first)} on the same port"
+        )
+    for address in gateway.bind_addresses:
+        slot = (address, listener.port, listener.hostname)
+        first_gateway, first = claims.setdefault(slot, (gateway, listener))
+        if first is not listener:
+            return ".hostname", (
+                f"conflicts with listener {_name(first_gateway, first)}: same address {address}, "
+                f"port {listener.port} and hostname {listener.hostname or '(any)'}"
+            )
+    return None
 
 
 def build_ports(

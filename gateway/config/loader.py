@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,6 @@ from gateway.config.errors import ConfigError, Problem
 from gateway.config.kinds import KINDS, Object, ProxySettings
 from gateway.config.resources import ObjectKey, Origin, Resources, key_of
 from gateway.config.schema import FieldIssue, item, join, validate
-
-_LAST_SEGMENT = re.compile(r'(\.[^.\[\]"]+|\[\d+\]|\["[^"]*"\]|^[^.\[\]"]+)$')
 
 
 def load_directory(path: str | os.PathLike[str]) -> Resources:
@@ -59,14 +56,16 @@ class _Document:
     line: int
     lines: dict[str, int] = field(default_factory=dict)
 
-    def line_of(self, path: str) -> int:
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            last = _LAST_SEGMENT.search(path)
-            if last is None or not path:
-                return self.line
-            path = path[: last.start()]
+    def origin(self, file: str, prefix: str) -> Origin:
+        """The origin of the object at ``prefix`` (``""``, or ``items[i]`` in a List)."""
+        if not prefix:
+            return Origin(file, self.line, self.lines)
+        lines = {
+            path[len(prefix) :].lstrip("."): line
+            for path, line in self.lines.items()
+            if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in (".", "[", "")
+        }
+        return Origin(file, lines.get("", self.line), lines)
 
 
 @dataclass(slots=True)
@@ -93,15 +92,16 @@ class _Collector:
             self._read_object(name, doc, doc.data, prefix="", number=number)
 
     def _read_object(self, file: str, doc: _Document, data: Any, prefix: str, number: int) -> None:
+        origin = doc.origin(file, prefix)
+
         def problem(path: str, message: str, obj: str = "") -> None:
-            full = prefix + ("" if not path or path.startswith("[") or not prefix else ".") + path
-            self.problems.append(Problem(file, message, obj, path, doc.line_of(full)))
+            self.problems.append(Problem(file, message, obj, path, origin.line_of(path)))
 
         if not isinstance(data, dict):
             what = "a list" if isinstance(data, list) else f"{type(data).__name__} {data!r}"
             problem(
                 "",
-                f"document {number}: expected a Kubernetes object (a mapping with "
+                f"{prefix or f'document {number}'}: expected a Kubernetes object (a mapping with "
                 f"apiVersion and kind), got {what}",
             )
             return
@@ -135,15 +135,14 @@ class _Collector:
         for path, message in issues:
             problem(path, message, label)
         if obj is not None:
-            self._add(obj, Origin(file, doc.line_of(prefix)), label)
+            self._add(obj, origin, label)
 
     def _read_list(self, file: str, doc: _Document, data: dict[str, Any], number: int) -> None:
         items = data.get("items")
         if not isinstance(items, list):
+            line = doc.origin(file, "").line_of("items")
             self.problems.append(
-                Problem(
-                    file, "a List needs a list of items", path="items", line=doc.line_of("items")
-                )
+                Problem(file, "a List needs a list of items", path="items", line=line)
             )
             return
         for i, element in enumerate(items):
@@ -153,11 +152,10 @@ class _Collector:
         key = key_of(obj)
         first = self.origins.get(key)
         if first is not None:
-            where = first.file if first.line is None else f"{first.file}:{first.line}"
             self.problems.append(
                 Problem(
                     origin.file,
-                    f"duplicate object; first defined at {where}",
+                    f"duplicate object; first defined at {first}",
                     label,
                     line=origin.line,
                 )

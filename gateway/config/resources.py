@@ -7,6 +7,7 @@ Each object remembers the file and line it came from, so that problems found whi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
@@ -34,9 +35,30 @@ def key_of(obj: Object) -> ObjectKey:
     return ObjectKey(obj.kind_name, obj.namespace, obj.name)
 
 
-class Origin(NamedTuple):
+_LAST_SEGMENT = re.compile(r'(\.[^.\[\]"]+|\[\d+\]|\["[^"]*"\]|^[^.\[\]"]+)$')
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an object was read: its file, its first line, and the line of each field path."""
+
     file: str
     line: int | None
+    lines: Mapping[str, int] = field(default_factory=dict)
+
+    def line_of(self, path: str) -> int | None:
+        """The line of ``path``, or of its nearest enclosing field that has one."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            last = _LAST_SEGMENT.search(path)
+            if last is None:
+                break
+            path = path[: last.start()]
+        return self.line
+
+    def __str__(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,4 +75,4 @@ class Resources:
         """A problem about ``obj``, located at the file and line it was loaded from."""
         key = key_of(obj)
         origin = self.origins.get(key, Origin("<unknown>", None))
-        return Problem(origin.file, message, obj=str(key), path=path, line=origin.line)
+        return Problem(origin.file, message, obj=str(key), path=path, line=origin.line_of(path))

@@ -228,7 +228,7 @@ class Limits(Struct, frozen=True):
     stream_buffer_bytes: int = 256 * 1024
     drain_timeout_s: float = 30.0
     upstream_idle_timeout_s: float = 60.0
-    upstream_max_idle_per_endpoint: int = 64
+    upstream_max_idle_per_endpoint: int = 1024
 
 
 # --- diagnostics ---------------------------------------------------------------------------

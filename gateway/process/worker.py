@@ -85,11 +85,27 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("ISTHMUS_LOG_LEVEL", "WARNING"),
         format=f"%(asctime)s worker[{args.index}] %(levelname)s %(name)s: %(message)s",
     )
+    profile_to = os.environ.get("ISTHMUS_WORKER_PROFILE")
+    if profile_to:
+        # Deterministic profile of the worker for bench/ investigations; never on by default.
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            return _run(args.control_fd)
+        finally:
+            prof.disable()
+            prof.dump_stats(f"{profile_to}.{os.getpid()}")
+    return _run(args.control_fd)
+
+
+def _run(control_fd: int) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional
-        return asyncio.run(serve(args.control_fd))
-    return uvloop.run(serve(args.control_fd))
+        return asyncio.run(serve(control_fd))
+    return uvloop.run(serve(control_fd))
 
 
 if __name__ == "__main__":

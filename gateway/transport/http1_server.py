@@ -43,6 +43,7 @@ class H1ServerStream:
         "_done",
         "_head_sent",
         "_no_body",
+        "_out",
         "handler",
         "info",
         "keep_alive",
@@ -64,6 +65,9 @@ class H1ServerStream:
         self._no_body = request.method == "HEAD"
         self._done = False
         self.upgrade_data = b""
+        # Response bytes held back so that head, body and end leave in one write (one
+        # syscall); flushed at the end of the current loop turn at the latest.
+        self._out: list[bytes] | None = None
 
     @property
     def write_paused(self) -> bool:
@@ -147,26 +151,41 @@ class H1ServerStream:
             conn.write(wire.encode_response_head(status, headers))
             self._finish()
         else:
-            conn.write(wire.encode_response_head(status, headers))
+            self._out = [wire.encode_response_head(status, headers)]
+            conn.schedule_flush(self)
 
     def send_data(self, data: bytes) -> None:
         if self._done or not data or self._no_body:
             return
-        if self._chunked:
-            self._conn.write(wire.encode_chunk(data))
+        chunk = wire.encode_chunk(data) if self._chunked else data
+        out = self._out
+        if out is not None:
+            out.append(chunk)
         else:
-            self._conn.write(data)
+            self._conn.write(chunk)
 
     def send_end(self, trailers: Headers | None = None) -> None:
         if self._done:
             return
         if self._chunked and not self._no_body:
-            self._conn.write(wire.encode_last_chunk(trailers))
+            last = wire.encode_last_chunk(trailers)
+            if self._out is not None:
+                self._out.append(last)
+            else:
+                self._conn.write(last)
+        self.flush()
         self._finish()
+
+    def flush(self) -> None:
+        out = self._out
+        if out is not None:
+            self._out = None
+            self._conn.write(out[0] if len(out) == 1 else b"".join(out))
 
     def abort(self) -> None:
         if self._done:
             return
+        self._out = None
         self._done = True
         self.keep_alive = False
         self._conn.stream_done(self)
@@ -315,6 +334,9 @@ class H1ServerConnection:
 
     def write(self, data: bytes) -> None:
         self.owner.write(data)
+
+    def schedule_flush(self, stream: H1ServerStream) -> None:
+        asyncio.get_running_loop().call_soon(stream.flush)
 
     def _reject(self, status: int, reason: str) -> None:
         self._closing = True

@@ -62,7 +62,7 @@ class H1UpstreamConnection(asyncio.Protocol):
             self._tunnel.on_tunnel_data(data)
             return
         parser = self._parser
-        if parser is None or self.handler is None:
+        if self.handler is None or parser is None:
             # Bytes on an idle connection: the server broke protocol; do not reuse it.
             self._close()
             return
@@ -122,13 +122,25 @@ class H1UpstreamConnection(asyncio.Protocol):
         self._response_done = False
         self._request_done = False
         self._keep_alive = True
-        self._parser = H1ResponseParser(self)
+        parser = self._parser
+        if parser is None or parser.no_body:
+            # After a HEAD response the parser stopped mid-message; start a fresh one.
+            self._parser = H1ResponseParser(self)
+        else:
+            parser.reset()
         return self
 
     def send_request(self, head: RequestHead, end_stream: bool) -> None:
         assert self.transport is not None and self._parser is not None
-        headers: Headers = [(k, v) for k, v in head.headers if k not in HOP_BY_HOP and k != b"host"]
-        headers.insert(0, (b"host", head.authority.encode("latin-1")))
+        headers: Headers = [(b"host", head.authority.encode("latin-1"))]
+        has_length = False
+        for item in head.headers:
+            k = item[0]
+            if k in HOP_BY_HOP or k == b"host":
+                continue
+            if k == b"content-length":
+                has_length = True
+            headers.append(item)
         if head.method == "HEAD":
             self._parser.expect_no_body()
         self._chunked = False
@@ -136,14 +148,12 @@ class H1UpstreamConnection(asyncio.Protocol):
             headers.append((b"connection", b"upgrade"))
             headers.append((b"upgrade", head.upgrade))
         if end_stream:
-            if head.method in ("POST", "PUT", "PATCH") and not any(
-                k == b"content-length" for k, _ in headers
-            ):
+            if not has_length and head.method in ("POST", "PUT", "PATCH"):
                 headers.append((b"content-length", b"0"))
         elif head.content_length is None:
             self._chunked = True
             headers.append((b"transfer-encoding", b"chunked"))
-        elif not any(k == b"content-length" for k, _ in headers):
+        elif not has_length:
             headers.append((b"content-length", str(head.content_length).encode()))
         self.transport.write(wire.encode_request_head(head.method, head.path, headers))
         if end_stream:
@@ -237,7 +247,6 @@ class H1UpstreamConnection(asyncio.Protocol):
 
     def _release(self) -> None:
         self.handler = None
-        self._parser = None
         if self._keep_alive and not self.closed:
             self.reused += 1
             self.idle_since = time.monotonic()

@@ -30,7 +30,7 @@ class EndpointPool:
         protocol: str,
         connect_timeout_s: float,
         buffer_bytes: int = 256 * 1024,
-        max_idle: int = 64,
+        max_idle: int = 1024,
         zone: str | None = None,
     ) -> None:
         self.address = address

@@ -20,6 +20,7 @@ from gateway.config.kinds.meta import (
     Name,
     Object,
     Port,
+    SectionName,
     hostname_issue,
 )
 from gateway.config.schema import NOT_SUPPORTED, FieldIssue, Model, item, join
@@ -82,7 +83,7 @@ class AllowedRoutes(Model, frozen=True, kw_only=True):
 class GatewayListener(Model, frozen=True, kw_only=True):
     unsupported_values = {"protocol": ("TCP", "UDP")}
 
-    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    name: SectionName
     port: Port
     protocol: Literal["HTTP", "HTTPS", "TLS", "TCP", "UDP"]
     hostname: Hostname | None = None

@@ -19,14 +19,13 @@ from gateway.config.kinds.httproute import (
     regex_issues,
     string_match_issues,
 )
-from gateway.config.kinds.meta import GATEWAY_GROUP, Hostname, Object
+from gateway.config.kinds.meta import GATEWAY_GROUP, Hostname, Object, SectionName
 from gateway.config.kinds.route_parts import (
     BackendRef,
     ExtensionRefSpec,
     HeaderModifierSpec,
     ParentRef,
     RequestMirrorSpec,
-    SectionName,
     backend_ref_issues,
     filter_count_issues,
     filter_shape_issues,

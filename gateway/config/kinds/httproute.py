@@ -26,6 +26,7 @@ from gateway.config.kinds.meta import (
     Hostname,
     Object,
     Port,
+    SectionName,
     parse_duration,
 )
 from gateway.config.kinds.route_parts import (
@@ -34,7 +35,6 @@ from gateway.config.kinds.route_parts import (
     HeaderModifierSpec,
     ParentRef,
     RequestMirrorSpec,
-    SectionName,
     backend_ref_issues,
     filter_count_issues,
     filter_shape_issues,

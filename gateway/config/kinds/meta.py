@@ -38,6 +38,9 @@ HeaderName = Annotated[str, expect("a valid HTTP header name", pattern=HEADER_NA
 Duration = Annotated[
     str, expect("a duration such as 10s, 500ms or 1h2m (GEP-2257)", pattern=DURATION)
 ]
+SectionName = Annotated[
+    str, expect("a listener or rule name (lower case DNS label)", pattern=DNS_LABEL, max_length=253)
+]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 OptionalName = Annotated[str, expect("a name (lower case)", pattern=DNS_SUBDOMAIN)]
 

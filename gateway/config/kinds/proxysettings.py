@@ -1,28 +1,29 @@
 """``isthmus.dev/v1alpha1 ProxySettings``: the proxy's limits on bad input (DESIGN.md §4).
 
 At most one ProxySettings object may be loaded (its namespace and name are free). The loader
-validates it; ``gateway.config.compile`` maps it onto the snapshot's ``Limits``. Every field
-is optional; an unset field keeps the default shown.
+validates it; ``gateway.config.compile`` maps it onto the snapshot's ``Limits``
+(``*Seconds`` fields become ``*_s``). Every field is optional; an unset field keeps the
+default of ``gateway.config.snapshot.Limits``.
 
-================================  ==========  ===============================================
-spec field                        default     meaning
-================================  ==========  ===============================================
-``maxHeaderBytes``                65536       request header block, HTTP/1.1 and after HPACK
-``headerTimeoutSeconds``          10          time for a request's headers to arrive
-``idleTimeoutSeconds``            300         idle downstream connections are closed
-``maxConnectionsPerListener``     10000       accepting pauses above this
-``h2MaxConcurrentStreams``        100         SETTINGS_MAX_CONCURRENT_STREAMS we advertise
-``h2InitialWindowBytes``          1048576     initial flow-control window we advertise
-``h2MaxFrameBytes``               16384       SETTINGS_MAX_FRAME_SIZE (16384 to 16777215)
-``h2MaxHeaderListBytes``          65536       SETTINGS_MAX_HEADER_LIST_SIZE
-``h2MaxContinuationFrames``       32          CONTINUATION frames per header block
-``h2MaxPrematureResets``          100         premature resets before GOAWAY (rapid reset)
-``h2PrematureResetRatio``         0.5         ... and their share of streams (0 to 1)
-``streamBufferBytes``             262144      per-stream body buffer (backpressure mark)
-``drainTimeoutSeconds``           30          in-flight requests get this long on SIGTERM
-``upstreamIdleTimeoutSeconds``    60          idle pooled upstream connections are closed
-``upstreamMaxIdlePerEndpoint``    64          idle pooled connections kept per endpoint
-================================  ==========  ===============================================
+=================================  =========================================================
+spec field                         meaning (unit in the name)
+=================================  =========================================================
+``maxHeaderBytes``                 request header block, HTTP/1.1 and after HPACK (>= 1024)
+``headerTimeoutSeconds``           time for a request's headers to arrive (> 0)
+``idleTimeoutSeconds``             idle downstream connections are closed after this (> 0)
+``maxConnectionsPerListener``      accepting pauses above this many connections (>= 1)
+``h2MaxConcurrentStreams``         SETTINGS_MAX_CONCURRENT_STREAMS we advertise (>= 1)
+``h2InitialWindowBytes``           initial flow-control window we advertise (1 to 2^31-1)
+``h2MaxFrameBytes``                SETTINGS_MAX_FRAME_SIZE (16384 to 16777215)
+``h2MaxHeaderListBytes``           SETTINGS_MAX_HEADER_LIST_SIZE (>= 1024)
+``h2MaxContinuationFrames``        CONTINUATION frames allowed per header block (>= 1)
+``h2MaxPrematureResets``           premature stream resets before GOAWAY (>= 1)
+``h2PrematureResetRatio``          ... and their share of all streams (0 < r <= 1)
+``streamBufferBytes``              per-stream body buffer, the backpressure mark (>= 1024)
+``drainTimeoutSeconds``            how long in-flight requests get on SIGTERM (>= 0)
+``upstreamIdleTimeoutSeconds``     idle pooled upstream connections are closed (> 0)
+``upstreamMaxIdlePerEndpoint``     idle pooled connections kept per endpoint (>= 0)
+=================================  =========================================================
 """
 
 from __future__ import annotations

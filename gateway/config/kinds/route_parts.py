@@ -18,12 +18,12 @@ from gateway.config.kinds.meta import (
     LabelName,
     Name,
     Port,
+    SectionName,
     hostname_issue,
 )
 from gateway.config.schema import NOT_SUPPORTED, NOT_YET, FieldIssue, Model, item, join
 
 Weight = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
-SectionName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 # Filter type -> (attribute, wire name) of the field that configures it.
 FILTER_FIELDS: dict[str, tuple[str, str]] = {

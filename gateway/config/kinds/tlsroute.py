@@ -11,11 +11,10 @@ from typing import Annotated
 
 import msgspec
 
-from gateway.config.kinds.meta import GATEWAY_GROUP, Hostname, Object
+from gateway.config.kinds.meta import GATEWAY_GROUP, Hostname, Object, SectionName
 from gateway.config.kinds.route_parts import (
     BackendRef,
     ParentRef,
-    SectionName,
     backend_ref_issues,
     hostname_issues,
     parent_ref_issues,

@@ -348,8 +348,10 @@ def test_every_problem_in_an_object_is_reported(write: Writer) -> None:
         ),
     )
     assert [(p.path, p.message) for p in found] == [
-        ("spec.hostnames[1]", "expected a string, got the number 42 (quote it in YAML to keep "
-         "it a string)"),
+        (
+            "spec.hostnames[1]",
+            "expected a string, got the number 42 (quote it in YAML to keep it a string)",
+        ),
         ("spec.rules[0].matches[0].colour", "unknown field"),
         ("spec.rules[0].backendRefs[0].port", "must be at least 1, got 0"),
     ]
@@ -369,33 +371,59 @@ spec:
 @pytest.mark.parametrize(
     ("listener", "path", "message"),
     [
-        ("{name: a, port: 80, protocol: TCP}", "spec.listeners[0].protocol",
-         '"TCP" is not supported by isthmus'),
-        ("{name: a, port: 443, protocol: HTTPS}", "spec.listeners[0].tls",
-         "required on an HTTPS listener"),
-        ("{name: a, port: 443, protocol: HTTPS, tls: {}}",
-         "spec.listeners[0].tls.certificateRefs", "at least one is required"),
-        ("{name: a, port: 443, protocol: HTTPS, tls: {mode: Passthrough}}",
-         "spec.listeners[0].tls.mode",
-         "HTTPS listeners terminate TLS; for Passthrough use protocol TLS"),
-        ("{name: a, port: 443, protocol: TLS, tls: {certificateRefs: [{name: c}]}}",
-         "spec.listeners[0].tls.mode",
-         "Terminate on a TLS listener is not supported by isthmus; use protocol HTTPS, or "
-         "mode Passthrough"),
-        ("{name: a, port: 80, protocol: HTTP, tls: {}}", "spec.listeners[0].tls",
-         "must not be set on an HTTP listener"),
-        ("{name: a, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector}}}",
-         "spec.listeners[0].allowedRoutes.namespaces.from", '"Selector" is not supported by '
-         "isthmus"),
-        ("{name: a, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: TLSRoute}]}}",
-         "spec.listeners[0].allowedRoutes.kinds[0]",
-         "gateway.networking.k8s.io/TLSRoute routes cannot attach to a HTTP listener (use "
-         "HTTPRoute, GRPCRoute)"),
-        ("{name: a, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: c, "
-         "kind: ConfigMap}]}}", "spec.listeners[0].tls.certificateRefs[0]",
-         "core/ConfigMap is not supported by isthmus; reference a Secret"),
-        ("{name: a, port: 80, protocol: HTTP, hostname: '*.example.com', extra: 1}",
-         "spec.listeners[0].extra", "unknown field"),
+        (
+            "{name: a, port: 80, protocol: TCP}",
+            "spec.listeners[0].protocol",
+            '"TCP" is not supported by isthmus',
+        ),
+        (
+            "{name: a, port: 443, protocol: HTTPS}",
+            "spec.listeners[0].tls",
+            "required on an HTTPS listener",
+        ),
+        (
+            "{name: a, port: 443, protocol: HTTPS, tls: {}}",
+            "spec.listeners[0].tls.certificateRefs",
+            "at least one is required",
+        ),
+        (
+            "{name: a, port: 443, protocol: HTTPS, tls: {mode: Passthrough}}",
+            "spec.listeners[0].tls.mode",
+            "HTTPS listeners terminate TLS; for Passthrough use protocol TLS",
+        ),
+        (
+            "{name: a, port: 443, protocol: TLS, tls: {certificateRefs: [{name: c}]}}",
+            "spec.listeners[0].tls.mode",
+            "Terminate on a TLS listener is not supported by isthmus; use protocol HTTPS, or "
+            "mode Passthrough",
+        ),
+        (
+            "{name: a, port: 80, protocol: HTTP, tls: {}}",
+            "spec.listeners[0].tls",
+            "must not be set on an HTTP listener",
+        ),
+        (
+            "{name: a, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector}}}",
+            "spec.listeners[0].allowedRoutes.namespaces.from",
+            '"Selector" is not supported by isthmus',
+        ),
+        (
+            "{name: a, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: TLSRoute}]}}",
+            "spec.listeners[0].allowedRoutes.kinds[0]",
+            "gateway.networking.k8s.io/TLSRoute routes cannot attach to a HTTP listener (use "
+            "HTTPRoute, GRPCRoute)",
+        ),
+        (
+            "{name: a, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: c, "
+            "kind: ConfigMap}]}}",
+            "spec.listeners[0].tls.certificateRefs[0]",
+            "core/ConfigMap is not supported by isthmus; reference a Secret",
+        ),
+        (
+            "{name: a, port: 80, protocol: HTTP, hostname: '*.example.com', extra: 1}",
+            "spec.listeners[0].extra",
+            "unknown field",
+        ),
     ],
 )
 def test_gateway_listeners(write: Writer, listener: str, path: str, message: str) -> None:
@@ -477,8 +505,10 @@ def test_service_rules(write: Writer) -> None:
         """,
     )
     assert [(p.path, p.message) for p in found] == [
-        ('metadata.annotations["isthmus.dev/lb-policy"]',
-         '"RANDOM" is not a load-balancing policy; use one of ROUND_ROBIN, LEAST_REQUEST'),
+        (
+            'metadata.annotations["isthmus.dev/lb-policy"]',
+            '"RANDOM" is not a load-balancing policy; use one of ROUND_ROBIN, LEAST_REQUEST',
+        ),
         ("spec.ports[0].name", "required when a Service has several ports"),
         ("spec.ports[1].port", "duplicate port 80"),
     ]
@@ -496,8 +526,10 @@ def test_endpointslice_rules(write: Writer) -> None:
         """,
     )
     assert [(p.path, p.message) for p in found] == [
-        ('metadata.labels["kubernetes.io/service-name"]',
-         "required: the name of the Service these endpoints belong to"),
+        (
+            'metadata.labels["kubernetes.io/service-name"]',
+            "required: the name of the Service these endpoints belong to",
+        ),
         ("endpoints[0].addresses[0]", '"10.0.0.1" is not an IPv6 address (addressType is IPv6)'),
         ("endpoints[0].addresses[2]", '"nonsense" is not an IP address'),
     ]
@@ -510,9 +542,7 @@ def secret(data: str) -> str:
     )
 
 
-def test_secret_with_string_data_is_accepted(
-    write: Writer, pair: tuple[str, str]
-) -> None:
+def test_secret_with_string_data_is_accepted(write: Writer, pair: tuple[str, str]) -> None:
     cert_pem, key_pem = pair
     text = secret(
         "stringData:\n  tls.crt: |\n"
@@ -573,8 +603,11 @@ def test_grpcroute_rules(write: Writer) -> None:
         """,
     )
     assert [(p.path, p.message) for p in found] == [
-        ("spec.rules[0].filters[0].type", 'expected one of "ExtensionRef", "RequestHeaderModifier",'
-         ' "RequestMirror", "ResponseHeaderModifier", got the string "RequestRedirect"'),
+        (
+            "spec.rules[0].filters[0].type",
+            'expected one of "ExtensionRef", "RequestHeaderModifier",'
+            ' "RequestMirror", "ResponseHeaderModifier", got the string "RequestRedirect"',
+        ),
     ]
     found = problems(
         write,
@@ -593,8 +626,10 @@ def test_grpcroute_rules(write: Writer) -> None:
     assert [(p.path, p.message) for p in found] == [
         ("spec.rules[0].matches[0].method", "set service, method or both"),
         ("spec.rules[0].matches[1].method.service", '"pkg/Svc" is not a valid gRPC service name'),
-        ("spec.rules[0].matches[2].method.method",
-         "invalid regular expression: missing ), unterminated subpattern at position 3"),
+        (
+            "spec.rules[0].matches[2].method.method",
+            "invalid regular expression: missing ), unterminated subpattern at position 3",
+        ),
     ]
 
 
@@ -613,8 +648,10 @@ def test_tlsroute_rules(write: Writer) -> None:
     )
     assert [(p.path, p.message) for p in found] == [
         ("spec.hostnames", f"at least one is required in {GW}/v1alpha3"),
-        ("spec.rules[1]", "several rules are not supported by isthmus; put all backendRefs in "
-         "one rule"),
+        (
+            "spec.rules[1]",
+            "several rules are not supported by isthmus; put all backendRefs in one rule",
+        ),
     ]
 
 
@@ -667,9 +704,11 @@ def test_metadata_rules(write: Writer) -> None:
         """,
     )
     assert [(p.obj, p.path, p.message) for p in found] == [
-        ("Service x.y/Web_1", "metadata.name",
-         '"Web_1" is not a DNS subdomain name (lower case)'),
-        ("Service x.y/Web_1", "metadata.generateName",
-         "not supported by isthmus: set metadata.name"),
+        ("Service x.y/Web_1", "metadata.name", '"Web_1" is not a DNS subdomain name (lower case)'),
+        (
+            "Service x.y/Web_1",
+            "metadata.generateName",
+            "not supported by isthmus: set metadata.name",
+        ),
         ("Service x.y/Web_1", "metadata.namespace", '"x.y" is not a DNS label (lower case)'),
     ]
