@@ -428,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C must reach us even if the parent started us with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # respect nohup
+        signal.signal(signal.SIGHUP, _on_signal)
     now = datetime.now(UTC)
     results: dict[str, Any] = {
         "timestamp": now.strftime("%Y%m%dT%H%M%SZ"),
@@ -452,15 +453,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "direct": {},
         "proxies": {},
     }
-    background = background_busy()
-    results["meta"]["background_busy_pct"] = background
-    if any(v > BACKGROUND_BUSY_WARN for v in background.values()):
-        log(f"warning: the machine is not idle before the run (core busy %: {background}); "
-            "other processes will skew the numbers")  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
     sup = Supervisor(tmp)
     failed = False
     try:
+        background = background_busy()
+        results["meta"]["background_busy_pct"] = background
+        if any(v > BACKGROUND_BUSY_WARN for v in background.values()):
+            log(f"warning: the machine is not idle before the run (core busy %: {background}); "
+                "other processes will skew the numbers")  # fmt: skip
         log(f"temp dir {tmp}")
         log(f"upstream nginx: starting on core {args.load_cpu}")
         try:

@@ -27,6 +27,8 @@ class H1ResponseSink(Protocol):
 
 class H1ResponseParser:
     __slots__ = (
+        "_chunked",
+        "_cl",
         "_header_bytes",
         "_headers",
         "_in_headers",
@@ -85,6 +87,8 @@ class H1ResponseParser:
     # -- httptools callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._cl: int | None = None
+        self._chunked = False
         self._headers = []
         self._trailers = None
         self._header_bytes = 0
@@ -99,27 +103,29 @@ class H1ResponseParser:
                 self._trailers = []
             self._trailers.append((name.lower(), value))
             return
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_header_bytes:
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        if size > self._max_header_bytes:
             raise H1Error(502, "upstream response headers too large")
-        self._headers.append((name.lower(), value))
+        lname = name.lower()
+        if lname == b"content-length":
+            if value.isdigit():
+                self._cl = int(value)
+        elif lname == b"transfer-encoding":
+            self._chunked = True
+        self._headers.append((lname, value))
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        status = int(self._parser.get_status_code())
-        cl: int | None = None
-        chunked = False
-        for k, v in self._headers:
-            if k == b"content-length" and v.isdigit():
-                cl = int(v)
-            elif k == b"transfer-encoding":
-                chunked = True
-        no_body = self.no_body or status in (204, 304) or 100 <= status < 200
+        status = self._parser.get_status_code()
+        chunked = self._chunked
+        cl = None if chunked else self._cl
+        no_body = self.no_body or status == 204 or status == 304 or 100 <= status < 200
         head = ResponseHead(
             status,
             self._headers,
-            content_length=None if chunked else cl,
-            end_stream=no_body or (cl == 0 and not chunked),
+            content_length=cl,
+            end_stream=no_body or cl == 0,
         )
         self._sink.on_response(head)
         if self.no_body and status >= 200:
@@ -132,7 +138,7 @@ class H1ResponseParser:
         self._sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        status = int(self._parser.get_status_code())
+        status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # interim response; the final one follows
         self.done = True

@@ -20,7 +20,8 @@ import httptools
 from gateway.codec.errors import H1Error
 from gateway.codec.messages import Headers, RequestHead
 
-_FORBIDDEN_IN_VALUE = (b"\r", b"\n", b"\x00")
+_CL, _TE, _HOST = 1, 2, 3
+_FRAMING = {b"content-length": _CL, b"transfer-encoding": _TE, b"host": _HOST}
 
 
 class H1RequestSink(Protocol):
@@ -39,6 +40,7 @@ class H1RequestParser:
         "_content_length",
         "_header_bytes",
         "_headers",
+        "_host",
         "_host_count",
         "_in_headers",
         "_max_header_bytes",
@@ -72,6 +74,7 @@ class H1RequestParser:
         self._content_length: int | None = None
         self._te: bytes | None = None
         self._host_count = 0
+        self._host: bytes | None = None
         self._trailers: Headers | None = None
 
     # -- input -------------------------------------------------------------------------------
@@ -107,33 +110,38 @@ class H1RequestParser:
             raise H1Error(414, "request URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        for bad in _FORBIDDEN_IN_VALUE:
-            if bad in value or bad in name:
-                raise H1Error(400, "invalid character in header field")
+        # llhttp (strict) already refuses CR, LF and NUL in names and values, and obs-fold.
         if not self._in_headers:
             # Fields after the body of a chunked message: trailers.
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name.lower(), value))
             return
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_header_bytes:
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        if size > self._max_header_bytes:
             raise H1Error(431, "request header fields too large")
         lname = name.lower()
-        if lname == b"content-length":
+        special = _FRAMING.get(lname)
+        if special is not None:
+            self._framing_header(special, value)
+        self._headers.append((lname, value))
+
+    def _framing_header(self, kind: int, value: bytes) -> None:
+        if kind == _CL:
             self._cl_count += 1
             if self._cl_count > 1:
                 raise H1Error(400, "repeated Content-Length")
             if not value.isdigit() or len(value) > 18:
                 raise H1Error(400, "invalid Content-Length")
             self._content_length = int(value)
-        elif lname == b"transfer-encoding":
+        elif kind == _TE:
             if self._te is not None:
                 raise H1Error(400, "repeated Transfer-Encoding")
             self._te = value
-        elif lname == b"host":
+        else:
             self._host_count += 1
-        self._headers.append((lname, value))
+            self._host = value
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
@@ -148,11 +156,7 @@ class H1RequestParser:
                 raise H1Error(400, "Transfer-Encoding in an HTTP/1.0 request")
         if self._host_count > 1 or (self._host_count == 0 and version == "1.1"):
             raise H1Error(400, "exactly one Host header is required")
-        authority = ""
-        for k, v in self._headers:
-            if k == b"host":
-                authority = v.decode("latin-1")
-                break
+        authority = self._host.decode("latin-1") if self._host is not None else ""
         url = self._url.decode("latin-1")
         method = parser.get_method().decode("ascii")
         if not url.startswith("/"):

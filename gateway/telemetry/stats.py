@@ -40,14 +40,6 @@ class StatsDump(msgspec.Struct, frozen=True):
     gauges: dict[str, float]
 
 
-def _observe(table: dict[Any, list[float]], key: Any, buckets: tuple[float, ...], v: float) -> None:
-    h = table.get(key)
-    if h is None:
-        h = table[key] = [0.0] * (len(buckets) + 2)
-    h[bisect_left(buckets, v)] += 1
-    h[-1] += v
-
-
 class Stats:
     __slots__ = ("duration", "gauges", "rejections", "request_bytes", "requests",
                  "response_bytes", "tcp")  # fmt: skip
@@ -70,10 +62,23 @@ class Stats:
         response_bytes: int,
     ) -> None:
         requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        _observe(self.duration, key, DURATION_BUCKETS_MS, duration_ms)
-        _observe(self.request_bytes, key, SIZE_BUCKETS_BYTES, request_bytes)
-        _observe(self.response_bytes, key, SIZE_BUCKETS_BYTES, response_bytes)
+        n = requests.get(key)
+        if n is None:
+            requests[key] = 1
+            for table in (self.duration, self.request_bytes, self.response_bytes):
+                table[key] = [0.0] * (len(table is self.duration and DURATION_BUCKETS_MS
+                                          or SIZE_BUCKETS_BYTES) + 2)  # fmt: skip
+        else:
+            requests[key] = n + 1
+        h = self.duration[key]
+        h[bisect_left(DURATION_BUCKETS_MS, duration_ms)] += 1
+        h[-1] += duration_ms
+        h = self.request_bytes[key]
+        h[bisect_left(SIZE_BUCKETS_BYTES, request_bytes)] += 1
+        h[-1] += request_bytes
+        h = self.response_bytes[key]
+        h[bisect_left(SIZE_BUCKETS_BYTES, response_bytes)] += 1
+        h[-1] += response_bytes
 
     # ConnectionEvents, for gateway.transport.connection
     def connection_opened(self, port: int) -> None:
