@@ -248,9 +248,7 @@ def fixed_rate_latency(
         argv = latency_argv(url, duration, total_rps, clients, burst, log.name)
         out = _run(pinned(argv, cpu), 3 * duration + 30)
         summary = parse_h2load(out)
-        latencies, bad_logged = parse_h2load_log(
-            Path(log.name).read_text(), skip_first=0 if burst else clients
-        )
+        latencies, bad_logged = parse_h2load_log(Path(log.name).read_text(), clients)
     bad = max(summary.bad, bad_logged)
     _check_bad("h2load --rps", summary.requests, bad, out)
     if not latencies:

@@ -65,9 +65,9 @@ class Stats:
         n = requests.get(key)
         if n is None:
             requests[key] = 1
-            for table in (self.duration, self.request_bytes, self.response_bytes):
-                table[key] = [0.0] * (len(table is self.duration and DURATION_BUCKETS_MS
-                                          or SIZE_BUCKETS_BYTES) + 2)  # fmt: skip
+            self.duration[key] = [0.0] * (len(DURATION_BUCKETS_MS) + 2)
+            self.request_bytes[key] = [0.0] * (len(SIZE_BUCKETS_BYTES) + 2)
+            self.response_bytes[key] = [0.0] * (len(SIZE_BUCKETS_BYTES) + 2)
         else:
             requests[key] = n + 1
         h = self.duration[key]

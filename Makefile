@@ -1,0 +1,57 @@
+# Isthmus: `make demo` and `make test` are all a new checkout needs (DESIGN.md §7).
+# Both create .venv with Python >= 3.11 and install the project with its dev extras.
+
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; pyproject.toml changing makes it stale.
+STAMP := $(VENV)/.isthmus-installed
+# python3.11 first, else python3 (its version is checked below). Override with PYTHON=...
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+# Only the paths that exist: a fresh clone may not have all of them yet.
+LINT_PATHS := $(wildcard gateway federation pki isthmus tests bench)
+DEMO_ARGS ?=
+
+.PHONY: venv demo test lint bench bench-smoke clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "make: no python3.11 or python3 on PATH; Isthmus needs Python >= 3.11" >&2; exit 1; \
+	fi
+	@"$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "make: $(PYTHON) is older than 3.11; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@# Reuse a working .venv; recreate one that lacks pip or has an old Python.
+	@if ! $(BIN)/python -c 'import pip, sys; sys.exit(sys.version_info < (3, 11))' \
+			>/dev/null 2>&1; then \
+		rm -rf $(VENV); \
+		echo "make: creating $(VENV) with $(PYTHON)"; \
+		"$(PYTHON)" -m venv $(VENV) || { \
+			echo "make: '$(PYTHON) -m venv' failed; on Debian: apt-get install python3-venv" >&2; \
+			rm -rf $(VENV); exit 1; }; \
+	fi
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/isthmus demo $(DEMO_ARGS)
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	@$(MAKE) --no-print-directory lint
+
+lint: venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy --strict
+	$(BIN)/lint-imports
+
+bench: venv
+	$(BIN)/python -m bench
+
+bench-smoke: venv
+	$(BIN)/python -m bench --smoke
+
+clean:
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
