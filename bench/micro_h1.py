@@ -14,7 +14,14 @@ import pstats
 import time
 
 from gateway.config.snapshot import (
-    Cluster, Endpoint, HTTPRouteConfig, Listener, PortBinding, RouteRule, Snapshot, WeightedBackend,
+    Cluster,
+    Endpoint,
+    HTTPRouteConfig,
+    Listener,
+    PortBinding,
+    RouteRule,
+    Snapshot,
+    WeightedBackend,
 )  # fmt: skip
 from gateway.proxy.engine import Engine
 from gateway.transport.connection import DownstreamConnection

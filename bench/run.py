@@ -354,10 +354,17 @@ def bench_proxy(
                     break
         mem = memory_of(proc.tree())
         if mem:
-            kib_total = sum(m.vm_hwm_kib for m in mem)
+            # Workers are the main process's descendants (nginx's worker, Isthmus's
+            # worker processes); a proxy without children (HAProxy) is its own worker.
+            workers = [m for m in mem if m.pid != proc.pid] or mem
             data["rss"] = {
-                "total_mb": round(kib_total / 1024, 1),
+                "total_mb": round(sum(m.vm_hwm_kib for m in mem) / 1024, 1),
+                "main_process_mb": round(
+                    sum(m.vm_hwm_kib for m in mem if m.pid == proc.pid) / 1024, 1
+                ),
+                "max_worker_mb": round(max(m.vm_hwm_kib for m in workers) / 1024, 1),
                 "max_process_mb": round(max(m.vm_hwm_kib for m in mem) / 1024, 1),
+                "workers": len(workers),
                 "processes": [m.__dict__ for m in mem],
             }
             unpinned = [m for m in mem if m.cpus != [args.proxy_cpu]]

@@ -22,6 +22,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 
 from gateway.codec.errors import H2ConnectionError, H2StreamError
@@ -82,7 +83,11 @@ class H2Codec:
         max_header_list_bytes: int = 64 * 1024,
         max_premature_resets: int = 100,
         premature_reset_ratio: float = 0.5,
+        max_continuation_frames: int = 32,
     ) -> None:
+        # h2 bounds CONTINUATION frames per header block with a module constant; a process
+        # runs one limit, so setting it here is the one place it is configured.
+        h2.frame_buffer.CONTINUATION_BACKLOG = max_continuation_frames
         config = h2.config.H2Configuration(
             client_side=client,
             header_encoding=None,
@@ -134,37 +139,37 @@ class H2Codec:
             raise H2ConnectionError(code, str(exc) or type(exc).__name__) from None
         sink = self._sink
         for ev in events:
-            t = type(ev)
-            if t is h2.events.DataReceived:
+            if isinstance(ev, h2.events.DataReceived):
+                sink.on_data(
+                    ev.stream_id, ev.data, ev.flow_controlled_length, ev.stream_ended is not None
+                )
+            elif isinstance(ev, h2.events.RequestReceived):
                 sid = ev.stream_id
-                sink.on_data(sid, ev.data, ev.flow_controlled_length, ev.stream_ended is not None)
-            elif t is h2.events.RequestReceived or t is h2.events.ResponseReceived:
-                sid = ev.stream_id
-                end = ev.stream_ended is not None
-                if t is h2.events.RequestReceived:
-                    self._streams_opened += 1
-                    self._open.add(sid)
-                    try:
-                        validate_request_headers(sid, ev.headers)
-                    except H2StreamError as err:
-                        self.reset(sid, err.error_code)
-                        continue
-                sink.on_headers(sid, ev.headers, end)
-            elif t is h2.events.TrailersReceived:
+                self._streams_opened += 1
+                self._open.add(sid)
+                try:
+                    validate_request_headers(sid, ev.headers)
+                except H2StreamError as err:
+                    self.reset(sid, err.error_code)
+                    continue
+                sink.on_headers(sid, ev.headers, ev.stream_ended is not None)
+            elif isinstance(ev, h2.events.ResponseReceived):
+                sink.on_headers(ev.stream_id, ev.headers, ev.stream_ended is not None)
+            elif isinstance(ev, h2.events.TrailersReceived):
                 sink.on_trailers(ev.stream_id, ev.headers)
-            elif t is h2.events.StreamReset:
+            elif isinstance(ev, h2.events.StreamReset):
                 sid = ev.stream_id
                 if ev.remote_reset and sid in self._open and not self.client:
                     self._premature_resets += 1
                     self._check_premature_resets()
                 self._forget(sid)
-                sink.on_reset(sid, int(ev.error_code))
-            elif t is h2.events.WindowUpdated:
+                sink.on_reset(sid, int(ev.error_code) if ev.error_code is not None else 0)
+            elif isinstance(ev, h2.events.WindowUpdated):
                 self._on_window(ev.stream_id)
-            elif t is h2.events.ConnectionTerminated:
+            elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.goaway_received = True
-                sink.on_goaway(ev.last_stream_id or 0, int(ev.error_code))
-            elif t is h2.events.RemoteSettingsChanged:
+                sink.on_goaway(ev.last_stream_id or 0, int(ev.error_code or 0))
+            elif isinstance(ev, h2.events.RemoteSettingsChanged):
                 self.remote_settings_received = True
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                     self._on_window(0)
@@ -251,7 +256,9 @@ class H2Codec:
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
             pass
 
-    def close(self, error_code: int = ErrorCodes.NO_ERROR, last_stream_id: int | None = None) -> None:
+    def close(
+        self, error_code: int = ErrorCodes.NO_ERROR, last_stream_id: int | None = None
+    ) -> None:
         """Send GOAWAY. With NO_ERROR the streams already open may finish."""
         if self.goaway_sent and error_code == ErrorCodes.NO_ERROR:
             return
@@ -299,7 +306,9 @@ class H2Codec:
         while sent < window:
             n = min(frame, window - sent)
             last = end_stream and sent + n == len(data)
-            conn.send_data(stream_id, data[sent : sent + n] if n != len(data) else data, end_stream=last)
+            conn.send_data(
+                stream_id, data[sent : sent + n] if n != len(data) else data, end_stream=last
+            )
             sent += n
         return sent
 
@@ -345,7 +354,7 @@ class H2Codec:
 
 
 def validate_request_headers(stream_id: int, headers: Headers) -> None:
-    """RFC 9113 §8.2–8.3 checks on a request's header block; raises H2StreamError."""
+    """RFC 9113 §8.2-8.3 checks on a request's header block; raises H2StreamError."""
     seen_regular = False
     pseudo: set[bytes] = set()
     for name, value in headers:

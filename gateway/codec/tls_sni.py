@@ -19,7 +19,7 @@ NEED_MORE: Final = _NeedMore()
 MAX_CLIENT_HELLO = 16 * 1024 + 5
 
 
-def parse_client_hello(data: bytes) -> str | None | _NeedMore:
+def parse_client_hello(data: bytes) -> str | _NeedMore | None:
     if len(data) < 5:
         return NEED_MORE
     if data[0] != 0x16 or data[1] != 0x03:

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.admin.server import AdminServer
 from gateway.config.errors import ConfigError
 from gateway.config.snapshot import Snapshot, encode
 from gateway.process import control
@@ -128,7 +129,10 @@ class GatewaySupervisor:
         self.draining = True
         deadline = self.snapshot.limits.drain_timeout_s if self.snapshot else 30.0
         await asyncio.gather(
-            *(w.ask(control.Drain(deadline_s=deadline, exit=False), deadline + 5) for w in self._workers)
+            *(
+                w.ask(control.Drain(deadline_s=deadline, exit=False), deadline + 5)
+                for w in self._workers
+            )
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -137,7 +141,9 @@ class GatewaySupervisor:
         try:
             snap = await asyncio.to_thread(self.config.source.load)
         except ConfigError as exc:
-            raise StartupError(f"invalid configuration in {self.config.source.description}:\n{exc}") from None
+            raise StartupError(
+                f"invalid configuration in {self.config.source.description}:\n{exc}"
+            ) from None
         self._workers = [_Worker(i) for i in range(self.config.workers)]
         for w in self._workers:
             await w.start()
@@ -152,9 +158,12 @@ class GatewaySupervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn_reload("SIGHUP"))
-        from gateway.admin.server import AdminServer
-
         admin = AdminServer(self, *self.config.admin)
+        try:
+            await admin.start()
+        except (OSError, SystemExit) as exc:
+            await self._stop_workers(1.0)
+            raise StartupError(f"admin API: {exc}") from None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(admin.serve())
             watch = tg.create_task(self._watch()) if self.config.watch else None
@@ -207,7 +216,9 @@ class GatewaySupervisor:
 
     async def _apply_all(self, snap: Snapshot) -> str:
         data = encode(snap)
-        replies = await asyncio.gather(*(w.ask(control.Apply(snapshot=data)) for w in self._workers))
+        replies = await asyncio.gather(
+            *(w.ask(control.Apply(snapshot=data)) for w in self._workers)
+        )
         for w, reply in zip(self._workers, replies, strict=True):
             if not isinstance(reply, control.Result):
                 return f"worker {w.index} did not answer"

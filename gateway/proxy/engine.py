@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config.snapshot import PortBinding, Snapshot
@@ -89,7 +90,9 @@ class Engine:
                 if old is not None and old is not p.listener:
                     self.supervisor.spawn(old.drain(snap.limits.drain_timeout_s))
             else:
-                p.listener.update(p.handler, p.tls, snap.limits, self._passthrough_factory(p.router))
+                p.listener.update(
+                    p.handler, p.tls, snap.limits, self._passthrough_factory(p.router)
+                )
             keep[key] = p.listener
         for key, old in self.listeners.items():
             if key not in keep:
@@ -135,12 +138,12 @@ class Engine:
 
     def _passthrough_factory(
         self, router: TlsRouter | None
-    ) -> None | type[PassthroughConnection] | object:
+    ) -> Callable[[ConnectionTracker], asyncio.Protocol] | None:
         if router is None:
             return None
 
         def make(tracker: ConnectionTracker) -> PassthroughConnection:
-            return PassthroughConnection(tracker, router, self.supervisor.spawn)  # type: ignore[arg-type]
+            return PassthroughConnection(tracker, router, self.supervisor.spawn)
 
         return make
 

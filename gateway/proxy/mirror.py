@@ -8,10 +8,8 @@ itself ``lagging`` and the primary drops it.
 
 from __future__ import annotations
 
-from gateway.codec.messages import Headers, ResponseHead
+from gateway.codec.messages import Headers, RequestHead, ResponseHead
 from gateway.transport.streams import DownstreamInfo, TunnelSink, TunnelSource
-
-from gateway.codec.messages import RequestHead
 
 
 class NullStream:

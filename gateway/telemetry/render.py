@@ -176,6 +176,6 @@ def _fmt(le: float) -> str:
 
 def render(stats: Stats, ident: ProxyIdentity, version: str, workers: int) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(stats, ident, version, workers))  # type: ignore[arg-type]
+    registry.register(_Collector(stats, ident, version, workers))
     out: bytes = generate_latest(registry)
     return out

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from gateway.config.snapshot import Limits
 from gateway.transport.http1_server import H1ServerConnection
@@ -144,15 +144,16 @@ class DownstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        t = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        self.transport = t
         if not self.tracker.admit(self):
             self._closed = True
-            transport.abort()
+            t.abort()
             return
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.info.remote_address, self.info.remote_port = str(peer[0]), int(peer[1])
-        transport.set_write_buffer_limits(high=self.limits.stream_buffer_bytes)
+        t.set_write_buffer_limits(high=self.limits.stream_buffer_bytes)
         if self.tls:
             self.info.tls = True
             ssl_obj = transport.get_extra_info("ssl_object")
@@ -298,8 +299,10 @@ class DownstreamConnection(asyncio.Protocol):
                 if isinstance(driver, H1ServerConnection):
                     driver.reject_timeout()
                 else:
-                    self.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
-                               b"connection: close\r\n\r\n")
+                    self.write(
+                        b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
+                        b"connection: close\r\n\r\n"
+                    )
                     self.close_after_write()
         elif now - self._wait_started > limits.idle_timeout_s:
             self.close_after_write()

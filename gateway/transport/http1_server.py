@@ -138,9 +138,15 @@ class H1ServerStream:
                 headers.append((b"transfer-encoding", b"chunked"))
             else:
                 self.keep_alive = False
-        if head.end_stream and head.content_length is None and not self._no_body and status not in (
-            204,
-            304,
+        if (
+            head.end_stream
+            and head.content_length is None
+            and not self._no_body
+            and status
+            not in (
+                204,
+                304,
+            )
         ):
             headers.append((b"content-length", b"0"))
         if not self.keep_alive:

@@ -195,6 +195,7 @@ class H2ServerConnection:
             max_header_list_bytes=limits.h2_max_header_list_bytes,
             max_premature_resets=limits.h2_max_premature_resets,
             premature_reset_ratio=limits.h2_premature_reset_ratio,
+            max_continuation_frames=limits.h2_max_continuation_frames,
         )
         self.streams: dict[int, H2ServerStream] = {}
         self._flush_pending = False
@@ -329,7 +330,9 @@ class H2ServerConnection:
     def drain(self) -> None:
         """GOAWAY with the last stream id: open streams finish, new ones are refused."""
         self.draining = True
-        self.codec.close(ErrorCodes.NO_ERROR, last_stream_id=self.codec.conn.highest_inbound_stream_id)
+        self.codec.close(
+            ErrorCodes.NO_ERROR, last_stream_id=self.codec.conn.highest_inbound_stream_id
+        )
         self.flush()
         self._maybe_close()
 

@@ -84,6 +84,7 @@ class PortListener:
     async def start(self) -> None:
         if self.sock is None:
             self.bind()
+        assert self.sock is not None
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             self._new_protocol,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
 
 from gateway.codec.tls_sni import MAX_CLIENT_HELLO, NEED_MORE, parse_client_hello
 from gateway.transport.connection import ConnectionTracker
@@ -19,8 +20,10 @@ from gateway.transport.connection import ConnectionTracker
 log = logging.getLogger("isthmus.passthrough")
 
 # Resolves an SNI name to (cluster, connect coroutine) or None when no route matches.
-Route = Callable[[str | None], tuple[str, Callable[[asyncio.Protocol], Awaitable[asyncio.Transport]]] | None]
-Spawn = Callable[[Awaitable[None]], object]
+Route = Callable[
+    [str | None], tuple[str, Callable[[asyncio.Protocol], Awaitable[asyncio.Transport]]] | None
+]
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
 
 
 class _UpstreamSide(asyncio.Protocol):
@@ -30,7 +33,8 @@ class _UpstreamSide(asyncio.Protocol):
         self.write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        t = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        self.transport = t
 
     def data_received(self, data: bytes) -> None:
         self.down.write(data)
@@ -84,10 +88,11 @@ class PassthroughConnection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        t = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        self.transport = t
         if not self.tracker.admit(self):  # type: ignore[arg-type]
             self._closed = True
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)

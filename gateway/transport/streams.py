@@ -54,7 +54,9 @@ class ServerStream(Protocol):
 
     request: RequestHead
     info: DownstreamInfo
-    write_paused: bool
+
+    @property
+    def write_paused(self) -> bool: ...
 
     def send_head(self, head: ResponseHead) -> None: ...
 
@@ -91,7 +93,8 @@ class TunnelSink(Protocol):
 
 
 class TunnelSource(Protocol):
-    write_paused: bool
+    @property
+    def write_paused(self) -> bool: ...
 
     def write(self, data: bytes) -> None: ...
 

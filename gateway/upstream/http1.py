@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from gateway.codec import http1_wire as wire
 from gateway.codec.errors import H1Error
@@ -54,8 +55,9 @@ class H1UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.set_write_buffer_limits(high=self._buffer_bytes)
+        t = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        self.transport = t
+        t.set_write_buffer_limits(high=self._buffer_bytes)
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:

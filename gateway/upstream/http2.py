@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from gateway.codec.errors import H2ConnectionError
 from gateway.codec.http2 import ErrorCodes, H2Codec
@@ -123,8 +124,9 @@ class H2UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.set_write_buffer_limits(high=self.buffer_bytes)
+        t = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+        self.transport = t
+        t.set_write_buffer_limits(high=self.buffer_bytes)
         self.flush()
 
     def data_received(self, data: bytes) -> None:
@@ -189,7 +191,7 @@ class H2UpstreamConnection(asyncio.Protocol):
                 regular.append((k, v))
         head = ResponseHead(status, regular, content_length=cl, end_stream=end_stream)
         stream.handler.on_response(head)
-        if end_stream and 200 <= status:
+        if end_stream and status >= 200:
             self._end(stream, None)
 
     def on_data(self, stream_id: int, data: bytes, flow_len: int, end_stream: bool) -> None:

@@ -43,7 +43,9 @@ class RoundRobin:
 class LeastRequest:
     __slots__ = ("_endpoints", "_rand")
 
-    def __init__(self, endpoints: Sequence[EndpointPool], rand: random.Random | None = None) -> None:
+    def __init__(
+        self, endpoints: Sequence[EndpointPool], rand: random.Random | None = None
+    ) -> None:
         self._endpoints = tuple(endpoints)
         self._rand = rand or random.Random()
 

@@ -12,6 +12,7 @@ Called by the proxy's exchange through ``gateway.upstream.cluster``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from gateway.upstream.errors import ConnectFailure, UpstreamTimeout
 from gateway.upstream.http1 import H1UpstreamConnection
@@ -69,9 +70,9 @@ class EndpointPool:
         """A stream on an existing connection, or None when a new connection is needed.
         The flag says whether the connection was reused (it may have gone stale)."""
         if self.protocol == "h2c":
-            for conn in self.h2:
-                if conn.can_open_stream():
-                    return conn.open_stream(handler), conn.reused > 1
+            for h2conn in self.h2:
+                if h2conn.can_open_stream():
+                    return h2conn.open_stream(handler), h2conn.reused > 1
             return None
         idle = self.idle
         while idle:
@@ -104,7 +105,9 @@ class EndpointPool:
         fut: asyncio.Future[H2UpstreamConnection] = loop.create_future()
         self._h2_connecting = fut
         try:
-            conn = await self._connect(lambda: H2UpstreamConnection(self._on_h2_change, self.buffer_bytes))
+            conn = await self._connect(
+                lambda: H2UpstreamConnection(self._on_h2_change, self.buffer_bytes)
+            )
             assert isinstance(conn, H2UpstreamConnection)
             # Honour the server's SETTINGS (MAX_CONCURRENT_STREAMS) before the first stream.
             async with asyncio.timeout(self.connect_timeout_s):
@@ -114,19 +117,21 @@ class EndpointPool:
             return conn
         except BaseException as exc:
             if not fut.done():
-                fut.set_exception(exc if isinstance(exc, Exception) else ConnectFailure("cancelled"))
+                fut.set_exception(
+                    exc if isinstance(exc, Exception) else ConnectFailure("cancelled")
+                )
                 fut.exception()  # consumed here; waiters re-raise their own
             raise
         finally:
             self._h2_connecting = None
 
     async def _connect(
-        self, factory: type[asyncio.Protocol] | object
+        self, factory: Callable[[], H1UpstreamConnection | H2UpstreamConnection]
     ) -> H1UpstreamConnection | H2UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, proto = await loop.create_connection(factory, self.address, self.port)  # type: ignore[arg-type]
+                _, proto = await loop.create_connection(factory, self.address, self.port)
         except TimeoutError:
             raise UpstreamTimeout(f"connect to {self.key} timed out") from None
         except OSError as exc:
@@ -172,4 +177,3 @@ class EndpointPool:
         for h2c in self.h2:
             if h2c.is_idle():
                 h2c.close()
-

@@ -29,7 +29,8 @@ class UpstreamHandler(Protocol):
 
 
 class UpstreamStream(Protocol):
-    write_paused: bool
+    @property
+    def write_paused(self) -> bool: ...
 
     def send_request(self, head: RequestHead, end_stream: bool) -> None: ...
 

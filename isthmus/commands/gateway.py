@@ -29,8 +29,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     src = run.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", metavar="DIR", help="directory of Kubernetes YAML")
     src.add_argument("--control-plane", metavar="URL", help="federation controller URL")
-    run.add_argument("--admin", type=_hostport, default=("127.0.0.1", 15000),
-                     metavar="HOST:PORT", help="admin API address (default 127.0.0.1:15000)")  # fmt: skip
+    run.add_argument(
+        "--admin",
+        type=_hostport,
+        default=("127.0.0.1", 15000),
+        metavar="HOST:PORT",
+        help="admin API address (default 127.0.0.1:15000)",
+    )
     run.add_argument("--workers", type=_workers, default=1, help="worker processes")
     run.add_argument("--no-watch", action="store_true",
                      help="reload only on SIGHUP, not on file changes")  # fmt: skip
