@@ -36,6 +36,8 @@ class Target:
     higher_is_better: bool
     unit: str
     value: Callable[[Results], float | None]
+    #: (proxy, load) results the value depends on, checked for interference.
+    inputs: tuple[tuple[str, str], ...] = ()
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -57,11 +59,11 @@ def _ratio(results: Results, load: str, other: str) -> float | None:
 TARGETS: tuple[Target, ...] = (
     Target(
         "http1_vs_nginx", "HTTP/1.1 throughput >= 0.8x nginx", 0.8, True, "x",
-        lambda r: _ratio(r, "http1", "nginx"),
+        lambda r: _ratio(r, "http1", "nginx"), (("isthmus", "http1"), ("nginx", "http1")),
     ),
     Target(
         "h2c_vs_nginx", "HTTP/2 throughput >= 0.3x nginx", 0.3, True, "x",
-        lambda r: _ratio(r, "h2c", "nginx"),
+        lambda r: _ratio(r, "h2c", "nginx"), (("isthmus", "h2c"), ("nginx", "h2c")),
     ),
     Target(
         "added_p99", "added p99 at {rate} req/s <= 1 ms", 1.0, False, " ms",
@@ -100,6 +102,9 @@ def derive(results: Results) -> None:
             status = "PASS" if value >= t.limit else "MISS"
         else:
             status = "PASS" if value <= t.limit else "MISS"
+        suspect = any(
+            _get(results, "proxies", proxy, load, "interfered") for proxy, load in t.inputs
+        )
         verdicts.append(
             {
                 "key": t.key,
@@ -107,6 +112,7 @@ def derive(results: Results) -> None:
                 "limit": t.limit,
                 "value": _round(value, 3),
                 "status": status,
+                "suspect": bool(suspect and value is not None),
             }
         )
     results["targets"] = verdicts
@@ -202,7 +208,8 @@ def render(results: Results) -> str:
         for v in results["targets"]:
             t = next(t for t in TARGETS if t.key == v["key"])
             value = "-" if v["value"] is None else f"{v['value']:.2f}{t.unit}"
-            lines.append(f"  {v['target'].ljust(tw)}  {value:>10}  {v['status']}")
+            note = "  (suspect: another process interfered, see warnings)" if v["suspect"] else ""
+            lines.append(f"  {v['target'].ljust(tw)}  {value:>10}  {v['status']}{note}")
 
     problems = [(p, e) for p in present for e in results["proxies"][p].get("errors", [])]
     warnings = [(p, w) for p in present for w in results["proxies"][p].get("warnings", [])]

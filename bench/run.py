@@ -340,6 +340,7 @@ def bench_proxy(
                     proc,
                 )
                 if metric == "rps" and not saturated(data[key]):
+                    data[key]["interfered"] = True
                     data["warnings"].append(
                         f"{what}: neither the proxy ({data[key]['proxy_cpu_pct']:.0f}% CPU) "
                         f"nor load generator + upstream ({data[key]['load_side_cpu_pct']:.0f}% "

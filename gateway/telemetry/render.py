@@ -100,7 +100,7 @@ class _Collector:
             ident.cluster if cluster else "unknown",
             proto,
             str(code),
-            grpc or "-",
+            grpc,
             flags or "-",
             "unknown",
         ]

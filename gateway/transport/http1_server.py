@@ -311,7 +311,9 @@ class H1ServerConnection:
         if stream is not self.current:
             return
         self.current = None
-        if not stream.keep_alive or self._closing:
+        # Break the stream <-> handler cycle so both are freed by reference counting.
+        stream.handler = None
+        if not stream.keep_alive or self._closing or self.draining:
             self._closing = True
             self.owner.close_after_write()
             return

@@ -314,6 +314,7 @@ class H2ServerConnection:
 
     def stream_finished(self, stream: H2ServerStream) -> None:
         self.streams.pop(stream.sid, None)
+        stream.handler = None  # break the stream <-> handler cycle
         self._last_active = time.monotonic()
         self._maybe_close()
 
