@@ -24,6 +24,8 @@ import h2.events
 import h2.exceptions
 import h2.frame_buffer
 import h2.settings
+import hpack.hpack
+import hpack.table
 
 from gateway.codec.errors import H2ConnectionError, H2StreamError
 from gateway.codec.messages import Headers
@@ -54,6 +56,18 @@ class H2Sink(Protocol):
     def on_goaway(self, last_stream_id: int, error_code: int) -> None: ...
 
     def on_remote_settings(self) -> None: ...
+
+
+class _NoLog:
+    """hpack calls ``log.debug`` for every header it encodes or decodes; even disabled, a
+    logging call costs more than the header. The proxy never wants that trace."""
+
+    def debug(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+hpack.hpack.log = _NoLog()  # type: ignore[assignment]
+hpack.table.log = _NoLog()  # type: ignore[assignment]
 
 
 class _Outbound:
@@ -109,6 +123,11 @@ class H2Codec:
             },
         )
         self.conn.decoder.max_header_list_size = max_header_list_bytes
+        # Huffman-coding every outbound header in pure Python costs more CPU than the bytes
+        # it saves on the links a proxy runs on; HPACK indexing still applies.
+        encoder = self.conn.encoder
+        plain_encode = encoder.encode
+        encoder.encode = lambda headers, huffman=False: plain_encode(headers, huffman=False)  # type: ignore[method-assign]
         self.client = client
         self._sink = sink
         self._outbound: dict[int, _Outbound] = {}

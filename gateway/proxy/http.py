@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 
-from gateway.codec.messages import RequestHead
+from gateway.codec.messages import RequestHead, ResponseHead
 from gateway.filters.base import HttpFilter, LocalReply, RequestContext
 from gateway.filters.chain import run_request
 from gateway.proxy.context import EngineContext
@@ -25,11 +25,40 @@ from gateway.transport.streams import ServerStream, StreamHandler
 _CONTINUE = b"100-continue"
 
 
-def request_protocol(request: RequestHead) -> str:
-    ct = request.get(b"content-type")
-    if ct is not None and ct.startswith(b"application/grpc"):
-        return "grpc"
-    return "http"
+def inspect(request: RequestHead) -> tuple[str, bytes | None, bytes | None]:
+    """One pass over the headers: the protocol label (``grpc`` or ``http``), the
+    ``x-forwarded-for`` value and the ``expect`` value."""
+    protocol = "http"
+    xff = expect = None
+    for k, v in request.headers:
+        if k == b"content-type":
+            if v.startswith(b"application/grpc"):
+                protocol = "grpc"
+        elif k == b"x-forwarded-for":
+            xff = v
+        elif k == b"expect":
+            expect = v
+    return protocol, xff, expect
+
+
+def add_forwarded(request: RequestHead, client: str, xff: bytes | None) -> None:
+    """Append the client to ``x-forwarded-for`` and set ``x-forwarded-proto``, as Envoy
+    and nginx do at the edge."""
+    addr = client.encode("latin-1")
+    headers = request.headers
+    if xff is None:
+        headers.append((b"x-forwarded-for", addr))
+    else:
+        for i, (k, v) in enumerate(headers):
+            if k == b"x-forwarded-for":
+                headers[i] = (k, v + b", " + addr)
+                break
+    proto = b"https" if request.scheme == "https" else b"http"
+    for i, (k, _v) in enumerate(headers):
+        if k == b"x-forwarded-proto":
+            headers[i] = (k, proto)
+            return
+    headers.append((b"x-forwarded-proto", proto))
 
 
 class HttpProxy:
@@ -44,7 +73,7 @@ class HttpProxy:
     def on_request(self, stream: ServerStream) -> StreamHandler:
         started = time.monotonic()
         request = stream.request
-        protocol = request_protocol(request)
+        protocol, xff, expect = inspect(request)
         result = self.table.match(request.authority, request.path, request.method, request.headers)
         if result is None:
             return self._reply(stream, LocalReply(404, body=b"no route\n", flag="NR"), started,
@@ -66,8 +95,9 @@ class HttpProxy:
             # Every weight zero, or a backendRef that did not resolve: the spec says 500.
             return self._reply(stream, LocalReply(500, body=b"no backend\n", flag="NC"),
                                started, protocol)  # fmt: skip
-        if request.get(b"expect") is not None:
-            self._continue(stream, request)
+        if expect is not None:
+            self._continue(stream, request, expect)
+        add_forwarded(request, stream.info.remote_address, xff)
         exchange = Exchange(
             self.engine,
             stream,
@@ -84,13 +114,10 @@ class HttpProxy:
         exchange.start()
         return exchange
 
-    def _continue(self, stream: ServerStream, request: RequestHead) -> None:
+    def _continue(self, stream: ServerStream, request: RequestHead, value: bytes) -> None:
         """Answer ``Expect: 100-continue`` here, as Envoy does, and not forward it."""
-        value = request.get(b"expect")
         request.headers = [(k, v) for k, v in request.headers if k != b"expect"]
-        if value is not None and value.lower() == _CONTINUE and not request.end_stream:
-            from gateway.codec.messages import ResponseHead
-
+        if value.lower() == _CONTINUE and not request.end_stream:
             stream.send_interim(ResponseHead(100, []))
 
     def _mirrors(

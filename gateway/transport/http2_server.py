@@ -40,6 +40,7 @@ class H2ServerStream:
         "_done",
         "_head_sent",
         "_paused",
+        "_pending",
         "_unacked",
         "handler",
         "info",
@@ -58,6 +59,9 @@ class H2ServerStream:
         self._blocked = False
         self._done = False
         self._head_sent = False
+        # Body held until the end of the loop turn, so that a body that arrives with its end
+        # leaves as one DATA frame carrying END_STREAM instead of two frames.
+        self._pending: list[bytes] | None = None
 
     @property
     def write_paused(self) -> bool:
@@ -86,20 +90,34 @@ class H2ServerStream:
     def send_data(self, data: bytes) -> None:
         if self._done or not data:
             return
+        if self._pending is None:
+            self._pending = [data]
+            self._conn.cork(self)
+        else:
+            self._pending.append(data)
+
+    def send_pending(self, end_stream: bool = False) -> None:
+        pending = self._pending
+        if pending is None:
+            if end_stream:
+                self._conn.codec.end_stream(self.sid)
+            return
+        self._pending = None
         conn = self._conn
-        pending = conn.codec.send_data(self.sid, data)
-        if pending > conn.limits.stream_buffer_bytes:
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        queued = conn.codec.send_data(self.sid, data, end_stream)
+        if queued > conn.limits.stream_buffer_bytes:
             self._blocked = True
-        conn.dirty()
 
     def send_end(self, trailers: Headers | None = None) -> None:
         if self._done:
             return
         codec = self._conn.codec
         if trailers:
+            self.send_pending()
             codec.send_trailers(self.sid, [(k, v) for k, v in trailers if k not in HOP_BY_HOP])
         else:
-            codec.end_stream(self.sid)
+            self.send_pending(end_stream=True)
         self._conn.dirty()
         self._finish()
 
@@ -107,6 +125,7 @@ class H2ServerStream:
         if self._done:
             return
         self._done = True
+        self._pending = None
         self._conn.codec.reset(self.sid, ErrorCodes.INTERNAL_ERROR)
         self._conn.dirty()
         self._conn.stream_finished(self)
@@ -139,6 +158,7 @@ def request_from_headers(headers: Headers, scheme: str) -> RequestHead:
     regular: Headers = []
     host = None
     content_length: int | None = None
+    cookies: list[bytes] | None = None
     for k, v in headers:
         if k[:1] == b":":
             if k == b":method":
@@ -155,7 +175,15 @@ def request_from_headers(headers: Headers, scheme: str) -> RequestHead:
             continue
         if k == b"content-length" and v.isdigit():
             content_length = int(v)
+        elif k == b"cookie":
+            # HTTP/2 may split cookies over several fields; HTTP/1.1 wants one (RFC 9113 8.2.3).
+            if cookies is None:
+                cookies = []
+            cookies.append(v)
+            continue
         regular.append((k, v))
+    if cookies:
+        regular.append((b"cookie", b"; ".join(cookies)))
     if not authority and host is not None:
         authority = host.decode("latin-1")
     return RequestHead(
@@ -198,6 +226,7 @@ class H2ServerConnection:
             max_continuation_frames=limits.h2_max_continuation_frames,
         )
         self.streams: dict[int, H2ServerStream] = {}
+        self._corked: list[H2ServerStream] = []
         self._flush_pending = False
         self._in_receive = False
         self._closed = False
@@ -301,8 +330,17 @@ class H2ServerConnection:
         self._flush_pending = True
         asyncio.get_running_loop().call_soon(self.flush)
 
+    def cork(self, stream: H2ServerStream) -> None:
+        self._corked.append(stream)
+        self.dirty()
+
     def flush(self) -> None:
         self._flush_pending = False
+        if self._corked:
+            corked, self._corked = self._corked, []
+            for stream in corked:
+                if not stream._done:
+                    stream.send_pending()
         data = self.codec.data_to_send()
         if data:
             self.owner.write(data)
