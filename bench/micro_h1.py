@@ -64,8 +64,10 @@ class FakeTransport:
 
 async def run(n: int, profile: bool) -> None:
     engine = Engine()
-    route = HTTPRouteConfig(kind="HTTPRoute", namespace="default", name="r",
-                            rules=(RouteRule(backends=(WeightedBackend(cluster="default/up:80"),)),))  # fmt: skip
+    backend = WeightedBackend(cluster="default/up:80")
+    route = HTTPRouteConfig(
+        kind="HTTPRoute", namespace="default", name="r", rules=(RouteRule(backends=(backend,)),)
+    )
     listener = Listener(gateway="default/gw", name="http", port=0, protocol="HTTP",
                         http_routes=(route,))  # fmt: skip
     snap = Snapshot(

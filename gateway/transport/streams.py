@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.codec.messages import Headers, RequestHead, ResponseHead
+from gateway.codec.tunnel import TunnelSink, TunnelSource
+
+__all__ = ["DownstreamInfo", "RequestHandlerFactory", "ServerStream", "StreamHandler",
+           "TunnelSink", "TunnelSource"]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -80,31 +84,6 @@ class ServerStream(Protocol):
         """After a 101 response: hand the connection's raw bytes to ``sink`` both ways.
         Returns None when the transport cannot tunnel (HTTP/2)."""
         ...
-
-
-class TunnelSink(Protocol):
-    def on_tunnel_data(self, data: bytes) -> None: ...
-
-    def on_tunnel_eof(self) -> None: ...
-
-    def on_tunnel_writable(self) -> None:
-        """The other side of the tunnel drained: reading may resume."""
-        ...
-
-
-class TunnelSource(Protocol):
-    @property
-    def write_paused(self) -> bool: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def write_eof(self) -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class RequestHandlerFactory(Protocol):

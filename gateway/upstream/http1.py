@@ -19,7 +19,7 @@ from gateway.codec import http1_wire as wire
 from gateway.codec.errors import H1Error
 from gateway.codec.http1_client import H1ResponseParser
 from gateway.codec.messages import HOP_BY_HOP, Headers, RequestHead, ResponseHead
-from gateway.transport.streams import TunnelSink
+from gateway.codec.tunnel import TunnelSink
 from gateway.upstream.errors import BadResponse, ConnectionTerminated
 from gateway.upstream.stream import UpstreamHandler
 

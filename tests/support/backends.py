@@ -620,7 +620,9 @@ class _H2Connection:
         )
         await self._send_data(stream, body)
         if path == "/trailers":
-            await self._end(stream, [("x-trailer-one", "1"), ("x-trailer-backend", self.backend.name)])
+            await self._end(
+                stream, [("x-trailer-one", "1"), ("x-trailer-backend", self.backend.name)]
+            )
         else:
             await self._end(stream)
 

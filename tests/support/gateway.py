@@ -147,7 +147,9 @@ spec:
 {listeners_extra}"""
 
 
-def simple_route_yaml(backend: str, port: int = 80, *, name: str = "r", extra_spec: str = "") -> str:
+def simple_route_yaml(
+    backend: str, port: int = 80, *, name: str = "r", extra_spec: str = ""
+) -> str:
     return f"""
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
