@@ -109,6 +109,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--load-cpu", type=int, default=1, help="core for load generator + upstream (default 1)"
     )
+    p.add_argument(
+        "--isthmus-tree",
+        type=Path,
+        default=None,
+        help="run Isthmus from this source tree (e.g. the mypyc build of `make compiled`)",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
@@ -207,7 +213,12 @@ def start_isthmus(sup: Supervisor, tmp: Path, upstream_port: int, cpu: int) -> R
         "--config", str(confdir), "--admin", f"127.0.0.1:{admin}", "--workers", "1",
     ]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = sup.start("isthmus", argv, cpu, cwd=REPO, env=env)
+    cwd = REPO
+    if ISTHMUS_TREE is not None:
+        # The compiled tree first on the path; the worker processes inherit it.
+        cwd = ISTHMUS_TREE.resolve()
+        env["PYTHONPATH"] = str(cwd)
+    proc = sup.start("isthmus", argv, cpu, cwd=cwd, env=env)
     wait_http(
         f"http://127.0.0.1:{admin}/ready",
         proc,
@@ -217,6 +228,9 @@ def start_isthmus(sup: Supervisor, tmp: Path, upstream_port: int, cpu: int) -> R
     url = f"http://127.0.0.1:{port}/"
     return Running(proc, url, url)
 
+
+# Set from --isthmus-tree by main(); None runs the checkout itself.
+ISTHMUS_TREE: Path | None = None
 
 STARTERS: dict[str, Callable[[Supervisor, Path, int, int], Running]] = {
     "isthmus": start_isthmus,
@@ -422,7 +436,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global ISTHMUS_TREE
     args = parse_args(argv)
+    if args.isthmus_tree is not None:
+        if not (args.isthmus_tree / "gateway").is_dir():
+            print(f"bench: --isthmus-tree {args.isthmus_tree}: no gateway/ there", file=sys.stderr)
+            return 2
+        ISTHMUS_TREE = args.isthmus_tree
     tools = dict(TOOLS)
     if "haproxy" in args.only:
         tools["haproxy"] = "haproxy"

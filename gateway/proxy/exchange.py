@@ -279,6 +279,10 @@ class Exchange:
     def on_upstream_writable(self) -> None:
         self.stream.resume_body()
 
+    def on_upstream_read_done(self) -> None:
+        if not self._done:
+            self.stream.flush()
+
     # -- endings -------------------------------------------------------------------------------
 
     def _on_timeout(self) -> None:

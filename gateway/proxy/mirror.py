@@ -36,6 +36,9 @@ class NullStream:
     def send_interim(self, head: ResponseHead) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def abort(self) -> None:
         pass
 

@@ -158,7 +158,6 @@ class H1ServerStream:
             self._finish()
         else:
             self._out = [wire.encode_response_head(status, headers)]
-            conn.schedule_flush(self)
 
     def send_data(self, data: bytes) -> None:
         if self._done or not data or self._no_body:
@@ -343,8 +342,6 @@ class H1ServerConnection:
     def write(self, data: bytes) -> None:
         self.owner.write(data)
 
-    def schedule_flush(self, stream: H1ServerStream) -> None:
-        asyncio.get_running_loop().call_soon(stream.flush)
 
     def _reject(self, status: int, reason: str) -> None:
         self._closing = True

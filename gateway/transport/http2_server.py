@@ -67,6 +67,9 @@ class H2ServerStream:
     def write_paused(self) -> bool:
         return self._blocked or self._conn.owner.write_paused
 
+    def flush(self) -> None:
+        pass  # the connection batches and flushes once per loop turn
+
     def send_interim(self, head: ResponseHead) -> None:
         if self._done or self._head_sent:
             return

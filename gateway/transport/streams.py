@@ -68,6 +68,11 @@ class ServerStream(Protocol):
 
     def send_end(self, trailers: Headers | None = None) -> None: ...
 
+    def flush(self) -> None:
+        """Write what the stream holds back. Called when the producer of the response has
+        nothing more for now (the end of an upstream read)."""
+        ...
+
     def send_interim(self, head: ResponseHead) -> None:
         """A 1xx response (100 Continue, 103 Early Hints)."""
         ...

@@ -81,6 +81,8 @@ class H1UpstreamConnection(asyncio.Protocol):
             rest = data[parser.upgraded_offset :]
             if rest:
                 self._tunnel.on_tunnel_data(rest)
+        elif self.handler is not None:
+            self.handler.on_upstream_read_done()
 
     def eof_received(self) -> bool | None:
         if self._tunnel is not None:

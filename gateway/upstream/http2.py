@@ -141,6 +141,9 @@ class H2UpstreamConnection(asyncio.Protocol):
             return
         self._in_receive = False
         self.flush()
+        for stream in list(self.streams.values()):
+            if stream.handler is not None:
+                stream.handler.on_upstream_read_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -27,6 +27,10 @@ class UpstreamHandler(Protocol):
 
     def on_upstream_writable(self) -> None: ...
 
+    def on_upstream_read_done(self) -> None:
+        """The upstream connection finished processing one read: flush what was produced."""
+        ...
+
 
 class UpstreamStream(Protocol):
     @property

@@ -142,7 +142,10 @@ class _Recorder:
 
 
 def _listening_socket(host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP (not 0): asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP, and accepted sockets inherit the proto. Without it, Nagle's algorithm and delayed
+    # ACKs add 40 ms to every keep-alive response written in two pieces.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     sock.listen(1024)

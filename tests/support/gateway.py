@@ -42,6 +42,11 @@ class GatewayProcess:
     def start(self, timeout_s: float = 20.0) -> GatewayProcess:
         env = dict(os.environ)
         env.setdefault("ISTHMUS_LOG_LEVEL", "WARNING")
+        # ISTHMUS_TEST_TREE points the gateway at another build of the same sources, such as
+        # the mypyc-compiled tree of `make compiled`, so the same tests can run against it.
+        tree = os.environ.get("ISTHMUS_TEST_TREE")
+        if tree:
+            env["PYTHONPATH"] = os.path.abspath(tree)
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._log = log
         self.proc = subprocess.Popen(
@@ -51,6 +56,7 @@ class GatewayProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=os.path.abspath(tree) if tree else None,
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -240,8 +240,7 @@ def read_response(sock: socket.socket | ssl.SSLSocket, buf: bytearray,
         while True:
             size = int(read_until(sock, b"\r\n", buf)[:-2].split(b";")[0], 16)
             if size == 0:
-                while read_until(sock, b"\r\n", buf) != b"\r\n":
-                    pass  # trailer fields
+                read_trailers(sock, buf)
                 return status, headers, bytes(body)
             body += read_exact(sock, size, buf)
             read_exact(sock, 2, buf)
@@ -255,6 +254,15 @@ def read_chunk(sock: socket.socket | ssl.SSLSocket, buf: bytearray) -> bytes:
     if size:
         read_exact(sock, 2, buf)
     return data
+
+
+def read_trailers(sock: socket.socket | ssl.SSLSocket, buf: bytearray) -> dict[str, str]:
+    """The trailer section after the last chunk, up to the final empty line."""
+    trailers: dict[str, str] = {}
+    while (line := read_until(sock, b"\r\n", buf)) != b"\r\n":
+        key, _, value = line.decode("latin-1").partition(":")
+        trailers[key.strip().lower()] = value.strip()
+    return trailers
 
 
 def client_tls_context(ca: trustme.CA, alpn: list[str]) -> ssl.SSLContext:
@@ -279,8 +287,9 @@ class H2Client:
     """A blocking, minimal HTTP/2 client over a (TLS or plain) socket, for tests that need
     to interleave request and response bodies or watch connection-level frames."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, scheme: str = "http") -> None:
         self.sock = sock
+        self.scheme = scheme
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         self.conn = h2.connection.H2Connection(config=config)
         self.conn.initiate_connection()
@@ -303,7 +312,7 @@ class H2Client:
         sid: int = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             sid,
-            [(":method", method), (":path", path), (":scheme", "http"),
+            [(":method", method), (":path", path), (":scheme", self.scheme),
              (":authority", authority), *(headers or [])],
             end_stream=end and body is None,
         )  # fmt: skip
@@ -314,8 +323,21 @@ class H2Client:
         return sid
 
     def send(self, sid: int, data: bytes, *, end: bool = False) -> None:
-        self.conn.send_data(sid, data, end_stream=end)
-        self.flush()
+        """Send ``data`` in frames the peer allows, waiting for flow-control credit."""
+        view = memoryview(data)
+        while view:
+            size = min(len(view), self.conn.local_flow_control_window(sid),
+                       self.conn.max_outbound_frame_size)  # fmt: skip
+            if size <= 0:
+                if not self.pump():
+                    raise ConnectionError("closed while waiting for flow-control credit")
+                continue
+            self.conn.send_data(sid, bytes(view[:size]))
+            view = view[size:]
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
 
     def end(self, sid: int) -> None:
         self.conn.end_stream(sid)

@@ -93,7 +93,9 @@ def test_chunked_request_body_from_generator(port: int, backend: HttpBackend) ->
     assert got["body_bytes"] == sum(len(p) for p in parts)
     assert got["body_sha256"] == expected
     seen = backend.wait_for(lambda s: s.query == "chunked=1")
-    assert "content-length" not in seen.headers or seen.headers.get("transfer-encoding")
+    # Streamed on, not buffered into a Content-Length body.
+    assert seen.headers.get("transfer-encoding") == "chunked", seen.headers
+    assert "content-length" not in seen.headers
 
 
 def test_chunked_response_streams_to_client(port: int) -> None:

@@ -443,6 +443,8 @@ class H2Session:
         self.conn = h2_client(**overrides)
         self.events: list[h2.events.Event] = []
         self.eof = False
+        # Give received DATA's window back, as a reading client does; off for a slow reader.
+        self.auto_ack = True
         self.flush()
 
     def flush(self) -> None:
@@ -459,7 +461,11 @@ class H2Session:
         if not data:
             self.eof = True
             return False
-        self.events.extend(self.conn.receive_data(data))
+        events = self.conn.receive_data(data)
+        for ev in events:
+            if isinstance(ev, h2.events.DataReceived) and self.auto_ack:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        self.events.extend(events)
         self.flush()
         return True
 
