@@ -36,6 +36,7 @@ class H1RequestParser:
     """One per downstream connection. Not thread-safe; not reusable across connections."""
 
     __slots__ = (
+        "_begun",
         "_cl_count",
         "_content_length",
         "_header_bytes",
@@ -61,6 +62,7 @@ class H1RequestParser:
         self._parser = httptools.HttpRequestParser(self)
         self._reset_message()
         self._in_headers = False
+        self._begun = 0
         # Set when an Upgrade request's head is complete: bytes of the feed from this offset
         # on belong to the tunnel, not to HTTP.
         self.upgrade_offset: int | None = None
@@ -81,11 +83,17 @@ class H1RequestParser:
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``. Raises :class:`H1Error` on anything malformed or refused."""
-        if self._in_headers:
-            # httptools buffers a partial field internally, so bound the raw bytes too.
+        in_head_before = self._in_headers
+        begun_before = self._begun
+        self._feed(data)
+        if in_head_before and self._in_headers and self._begun == begun_before:
+            # The whole read went into one unfinished head. httptools buffers a partial field
+            # itself, so bound the raw bytes too (fields are counted exactly in on_header).
             self._raw_header_bytes += len(data)
             if self._raw_header_bytes > self._max_header_bytes + 8192:
                 raise H1Error(431, "request header fields too large")
+
+    def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -103,6 +111,7 @@ class H1RequestParser:
     def on_message_begin(self) -> None:
         self._reset_message()
         self._in_headers = True
+        self._begun += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url

@@ -97,11 +97,12 @@ class H2Codec:
         max_header_list_bytes: int = 64 * 1024,
         max_premature_resets: int = 100,
         premature_reset_ratio: float = 0.5,
-        max_continuation_frames: int = 32,
+        max_continuation_frames: int | None = None,
     ) -> None:
-        # h2 bounds CONTINUATION frames per header block with a module constant; a process
-        # runs one limit, so setting it here is the one place it is configured.
-        h2.frame_buffer.CONTINUATION_BACKLOG = max_continuation_frames
+        if max_continuation_frames is not None:
+            # h2 bounds CONTINUATION frames per header block with a module constant. A process
+            # runs one limit, set by its downstream (server) codecs; upstream codecs leave it.
+            h2.frame_buffer.CONTINUATION_BACKLOG = max_continuation_frames
         config = h2.config.H2Configuration(
             client_side=client,
             header_encoding=None,
@@ -170,6 +171,7 @@ class H2Codec:
                     validate_request_headers(sid, ev.headers)
                 except H2StreamError as err:
                     self.reset(sid, err.error_code)
+                    self._count_premature_reset()
                     continue
                 sink.on_headers(sid, ev.headers, ev.stream_ended is not None)
             elif isinstance(ev, h2.events.ResponseReceived):
@@ -178,9 +180,10 @@ class H2Codec:
                 sink.on_trailers(ev.stream_id, ev.headers)
             elif isinstance(ev, h2.events.StreamReset):
                 sid = ev.stream_id
-                if ev.remote_reset and sid in self._open and not self.client:
-                    self._premature_resets += 1
-                    self._check_premature_resets()
+                # Reset by the client, or by h2 for the client's protocol error (a window
+                # overflow, say: "MadeYouReset", CVE-2025-8671): both cost us a stream.
+                if sid in self._open and not self.client:
+                    self._count_premature_reset()
                 self._forget(sid)
                 sink.on_reset(sid, int(ev.error_code) if ev.error_code is not None else 0)
             elif isinstance(ev, h2.events.WindowUpdated):
@@ -196,7 +199,8 @@ class H2Codec:
             # StreamEnded is reported through the stream_ended flag of the event before it;
             # pings, settings acks and priority frames need no action.
 
-    def _check_premature_resets(self) -> None:
+    def _count_premature_reset(self) -> None:
+        self._premature_resets += 1
         resets = self._premature_resets
         if resets >= self._max_premature_resets and (
             resets >= self._premature_reset_ratio * self._streams_opened
@@ -302,7 +306,7 @@ class H2Codec:
         if self.goaway_received or self.goaway_sent:
             return False
         limit: int = self.conn.remote_settings.max_concurrent_streams
-        return len(self._open) < limit
+        return self.conn.open_outbound_streams < limit  # half-closed (local) streams count too
 
     @property
     def peer_max_concurrent_streams(self) -> int:

@@ -235,6 +235,7 @@ class H2ServerConnection:
         self._closed = False
         self.draining = False
         self._last_active = time.monotonic()
+        self._partial_since: float | None = None
 
     def start(self) -> None:
         self.flush()
@@ -379,11 +380,25 @@ class H2ServerConnection:
         self._maybe_close()
 
     def check_timeouts(self, now: float) -> None:
+        # A header block left open blocks every other frame of the connection (slowloris),
+        # whether or not other streams are open.
+        partial = bool(getattr(self.codec.conn.incoming_buffer, "_headers_buffer", None))
+        if partial:
+            if self._partial_since is None:
+                self._partial_since = now
+            elif now - self._partial_since > self.limits.header_timeout_s:
+                self.owner.count_rejection(408, "HTTP/2 header block timeout")
+                self._goaway_and_close()
+                return
+        else:
+            self._partial_since = None
         if self.streams:
             return
         idle = now - self._last_active
-        partial = bool(getattr(self.codec.conn.incoming_buffer, "_headers_buffer", None))
         if idle > self.limits.idle_timeout_s or (partial and idle > self.limits.header_timeout_s):
-            self.codec.close(ErrorCodes.NO_ERROR)
-            self.flush()
-            self._close()
+            self._goaway_and_close()
+
+    def _goaway_and_close(self) -> None:
+        self.codec.close(ErrorCodes.NO_ERROR)
+        self.flush()
+        self._close()

@@ -7,8 +7,8 @@ happened yet" check is a polling loop with a deadline.
 
 from __future__ import annotations
 
-import os
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -22,7 +22,6 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
-import pytest
 from hyperframe.frame import Frame
 
 from tests.support.gateway import GatewayProcess, free_port, write_basic_config
@@ -69,7 +68,7 @@ class Backend:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def do_GET(self) -> None:
@@ -80,6 +79,11 @@ class Backend:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             request_queue_size = 256
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # The proxy resets upstream connections on purpose in these tests.
+                if not isinstance(sys.exc_info()[1], OSError):
+                    super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port: int = self.server.server_address[1]
@@ -241,12 +245,12 @@ class Gateway:
                 return int(entry.name)
         raise AssertionError(f"no worker process under gateway pid {parent}")
 
-    def worker_rss(self) -> int:
-        """The worker's resident set size in bytes."""
+    def worker_vm(self, field: str) -> int:
+        """A ``Vm*`` line of the worker's /proc status (VmRSS, VmHWM), in bytes."""
         for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
+        raise AssertionError(f"no {field} in the worker's status")
 
 
 @contextmanager
@@ -424,8 +428,9 @@ def h2_client(**overrides: Any) -> h2.connection.H2Connection:
     return conn
 
 
-def h2_request_headers(path: str, method: str = "GET", extra: list[tuple[bytes, bytes]] | None = None
-                       ) -> list[tuple[bytes, bytes]]:  # fmt: skip
+def h2_request_headers(
+    path: str, method: str = "GET", extra: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
     return [
         (b":method", method.encode()),
         (b":scheme", b"http"),
@@ -469,8 +474,9 @@ class H2Session:
         self.flush()
         return True
 
-    def until(self, pred: Callable[[h2.events.Event], bool], timeout: float = 5.0
-              ) -> h2.events.Event:  # fmt: skip
+    def until(
+        self, pred: Callable[[h2.events.Event], bool], timeout: float = 5.0
+    ) -> h2.events.Event:
         """Read until an event matches ``pred``; fail on EOF or when ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         seen = 0
@@ -492,8 +498,9 @@ class H2Session:
     def response(self, sid: int, timeout: float = 5.0) -> tuple[int, bytes]:
         """Wait for stream ``sid`` to end; return status and body (acknowledging DATA)."""
         self.until(
-            lambda e: isinstance(e, h2.events.StreamEnded | h2.events.StreamReset)
-            and e.stream_id == sid,
+            lambda e: (
+                isinstance(e, h2.events.StreamEnded | h2.events.StreamReset) and e.stream_id == sid
+            ),
             timeout,
         )
         status = 0
@@ -550,7 +557,9 @@ class FrameReader:
                 return None
             self.buf += data
 
-    def until(self, pred: Callable[[Frame], bool], timeout: float = 5.0) -> tuple[Frame, list[Frame]]:
+    def until(
+        self, pred: Callable[[Frame], bool], timeout: float = 5.0
+    ) -> tuple[Frame, list[Frame]]:
         """Frames until one matches; returns it and everything before it."""
         seen: list[Frame] = []
         deadline = time.monotonic() + timeout
@@ -571,20 +580,3 @@ class FrameReader:
                     return True
             except TimeoutError:
                 return False
-
-
-def skip_unless_linux() -> None:
-    if not Path("/proc/self/status").exists():
-        pytest.skip("needs /proc to read the worker's memory")
-
-
-def getrss_mb(gw: Gateway) -> float:
-    return gw.worker_rss() / (1024 * 1024)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -74,8 +74,8 @@ def _is_goaway(f: Frame) -> bool:
 
 
 def _is_rst_or_goaway(sid: int) -> object:
-    return lambda f: isinstance(f, GoAwayFrame) or (
-        isinstance(f, RstStreamFrame) and f.stream_id == sid
+    return lambda f: (
+        isinstance(f, GoAwayFrame) or (isinstance(f, RstStreamFrame) and f.stream_id == sid)
     )
 
 
@@ -185,7 +185,7 @@ def test_content_length_disagreeing_with_data_is_refused(
         sock.sendall(_headers_frame(1, block, ["END_HEADERS"]) + data.serialize())
     else:
         sock.sendall(_headers_frame(1, block, ["END_HEADERS", "END_STREAM"]))
-    frame, before = reader.until(
+    frame, _ = reader.until(
         lambda f: _is_rst_or_goaway(1)(f) or (isinstance(f, HeadersFrame) and f.stream_id == 1)
     )
     assert not isinstance(frame, HeadersFrame), "the malformed request was answered"
@@ -196,6 +196,28 @@ def test_content_length_disagreeing_with_data_is_refused(
     sock.close()
     assert_fresh_connection_works(gw, "h2-content-length")
     assert gw.backend.complete[path] == 0, "the backend received a complete request"
+
+
+def test_data_beyond_content_length_is_never_forwarded(gw: Gateway) -> None:
+    """H2-to-H1 downgrade smuggling: the declared body arrives first and is forwarded; the
+    extra DATA (an HTTP/1.1 request) must be refused, never written to the upstream
+    connection."""
+    path, smuggled = "/echo/h2-downgrade", "/smuggled/h2-downgrade"
+    sock, reader, _ = _raw(gw)
+    block = Encoder().encode([*h2_request_headers(path, "POST"), (b"content-length", b"5")])
+    first = DataFrame(1)
+    first.data = b"hello"
+    sock.sendall(_headers_frame(1, block, ["END_HEADERS"]) + first.serialize())
+    wait_until(lambda: gw.backend.complete[path] == 1, 5, "the declared body forwarded")
+    extra = DataFrame(1, flags=["END_STREAM"])
+    extra.data = f"GET {smuggled} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    sock.sendall(extra.serialize())
+    frame, _ = reader.until(_is_rst_or_goaway(1))
+    assert frame.error_code == PROTOCOL_ERROR
+    sock.close()
+    for i in range(3):  # reuse pooled upstream connections, where smuggled bytes would sit
+        assert_fresh_connection_works(gw, f"h2-downgrade-{i}")
+    assert gw.backend.heads[smuggled] == 0
 
 
 # -- rapid reset (CVE-2023-44487) ----------------------------------------------------------------
@@ -247,6 +269,31 @@ def test_resets_below_the_threshold_are_tolerated(gw: Gateway) -> None:
     assert isinstance(frame, DataFrame), f"connection ended: {frame}"
     assert frame.data == b"ok /after-some-resets"
     sock.close()
+
+
+def test_server_side_resets_count_as_premature_resets(gw: Gateway) -> None:
+    """MadeYouReset (CVE-2025-8671), rapid reset's sibling: the client makes the *server*
+    reset each stream (here a stream WINDOW_UPDATE that overflows the window, which RFC 9113
+    §6.9.1 makes a stream error) right after the request was dispatched upstream. The work
+    per stream is the same as in rapid reset, so it must be counted the same way."""
+    before = gw.backend.total_heads()
+    sock, reader, _ = _raw(gw)
+    enc = Encoder()
+    out = bytearray()
+    for i in range(300):
+        sid = 1 + 2 * i
+        block = enc.encode(h2_request_headers(f"/made-you-reset/{i}"))
+        out += _headers_frame(sid, block, ["END_HEADERS", "END_STREAM"])
+        out += WindowUpdateFrame(sid, window_increment=2**31 - 1).serialize()
+    try:
+        sock.sendall(bytes(out))
+        goaway, _ = reader.until(_is_goaway, timeout=3)
+    finally:
+        sock.close()
+        reached = gw.backend.total_heads() - before
+    assert isinstance(goaway, GoAwayFrame)
+    assert goaway.error_code == ENHANCE_YOUR_CALM, f"{reached} requests reached the backend"
+    assert_fresh_connection_works(gw, "made-you-reset")
 
 
 # -- CONTINUATION flood, HPACK bomb, oversized header lists ----------------------------------------

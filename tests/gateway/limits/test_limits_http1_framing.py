@@ -16,7 +16,9 @@ import pytest
 from limits_support import (
     Backend,
     Gateway,
+    Reader,
     assert_fresh_connection_works,
+    connect,
     exchange,
     run_gateway,
     wait_until,
@@ -213,3 +215,18 @@ def test_huge_request_target_is_refused_and_closed(gw: Gateway) -> None:
     reader.sock.close()
     assert gw.backend.heads[path] == 0
     assert_fresh_connection_works(gw, "long-target")
+
+
+def test_body_after_a_split_head_is_not_counted_as_headers(gw: Gateway) -> None:
+    """A valid upload whose head arrives in two segments, the second carrying the body."""
+    sock = connect(gw.port)
+    sock.sendall(b"POST /echo/split-head HTTP/1.1\r\nHost: t\r\n")
+    # Client pacing, so that the two segments reach the proxy as two reads.
+    time.sleep(0.2)
+    body = b"b" * 100_000
+    sock.sendall(b"Content-Length: 100000\r\n\r\n" + body)
+    reader = Reader(sock)
+    resp = reader.response()
+    sock.close()
+    assert resp.status == 200, resp
+    assert resp.body == body

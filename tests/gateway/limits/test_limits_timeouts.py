@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import h2.events
 import pytest
+from hpack import Encoder
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 from limits_support import (
+    PREFACE,
     Backend,
     FrameReader,
     Gateway,
@@ -22,7 +26,9 @@ from limits_support import (
     Reader,
     assert_fresh_connection_works,
     connect,
+    h2_request_headers,
     run_gateway,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -49,35 +55,34 @@ def _expect_408_within_deadline(sock: socket.socket, started: float) -> None:
     assert elapsed >= 0.9, f"408 came after only {elapsed:.2f}s, before the 1 s timeout"
 
 
-@pytest.mark.parametrize(
-    "partial",
-    [
-        pytest.param(b"GET /slow", id="partial-request-line"),
-        pytest.param(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-A: b", id="partial-headers"),
-    ],
-)
-def test_slow_headers_get_408_and_close(gw: Gateway, partial: bytes) -> None:
-    sock = connect(gw.port)
-    started = time.monotonic()
-    sock.sendall(partial)
-    _expect_408_within_deadline(sock, started)
-    sock.close()
-    assert gw.backend.heads["/slow"] == 0
-    assert_fresh_connection_works(gw, "slow-headers")
+# Slowloris scenarios. Each starts the attack on a fresh socket and returns when its clock
+# starts; they run side by side (the sweep is per listener), then each test checks its own.
 
 
-def test_trickled_headers_get_408_despite_progress(gw: Gateway) -> None:
-    """Slowloris proper: a byte at a time keeps the connection busy, but the clock runs from
-    the first byte, not from the last one."""
-    sock = connect(gw.port)
+def _partial(data: bytes) -> Callable[[socket.socket], float]:
+    def run(sock: socket.socket) -> float:
+        started = time.monotonic()
+        sock.sendall(data)
+        return started
+
+    return run
+
+
+def _silent(sock: socket.socket) -> float:
+    return time.monotonic()
+
+
+def _trickle(sock: socket.socket) -> float:
+    """A byte every 0.2 s: the connection always progresses, but the clock runs from the
+    first byte, not from the last one."""
     started = time.monotonic()
-    request = b"GET /trickle HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"a" * 200
+    request = b"GET /slow/trickle HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"a" * 200
     for i in range(len(request)):
         try:
             sock.sendall(request[i : i + 1])
         except (BrokenPipeError, ConnectionResetError):
             break
-        # Waiting for the proxy's answer *is* the pacing: 0.2 s between bytes.
+        # Waiting for the proxy's answer *is* the pacing.
         sock.settimeout(0.2)
         try:
             peek = sock.recv(1, socket.MSG_PEEK)
@@ -85,18 +90,59 @@ def test_trickled_headers_get_408_despite_progress(gw: Gateway) -> None:
             continue
         assert peek, "closed without a 408"
         break
-    _expect_408_within_deadline(sock, started)
-    sock.close()
-    assert gw.backend.heads["/trickle"] == 0
-    assert_fresh_connection_works(gw, "trickle")
+    return started
 
 
-def test_silent_connection_gets_408_and_close(gw: Gateway) -> None:
-    sock = connect(gw.port)
+def _second_request(sock: socket.socket) -> float:
+    """A full request first; the next one on the keep-alive connection stops mid-headers."""
+    reader = Reader(sock)
+    sock.sendall(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+    resp = reader.response()
+    assert (resp.status, resp.body) == (200, b"ok /first")
+    assert not reader.buf
     started = time.monotonic()
-    _expect_408_within_deadline(sock, started)
-    sock.close()
-    assert_fresh_connection_works(gw, "silent")
+    sock.sendall(b"GET /slow/second HTTP/1.1\r\nHost: t\r\n")
+    return started
+
+
+SLOWLORIS: dict[str, Callable[[socket.socket], float]] = {
+    "partial-request-line": _partial(b"GET /slow/line"),
+    "partial-headers": _partial(b"GET /slow/headers HTTP/1.1\r\nHost: t\r\nX-A: b"),
+    "partial-h2-preface": _partial(b"PRI * HTTP/2.0\r\n"),
+    "silent": _silent,
+    "trickle": _trickle,
+    "keepalive-second-request": _second_request,
+}
+
+
+@pytest.fixture(scope="module")
+def slowloris(gw: Gateway) -> dict[str, BaseException | None]:
+    """Run every scenario at once; map each to None (408 and close in time) or its failure."""
+
+    def one(attack: Callable[[socket.socket], float]) -> BaseException | None:
+        sock = connect(gw.port)
+        try:
+            _expect_408_within_deadline(sock, attack(sock))
+        except (AssertionError, OSError) as exc:
+            return exc
+        finally:
+            sock.close()
+        return None
+
+    with ThreadPoolExecutor(len(SLOWLORIS)) as pool:
+        futures = {name: pool.submit(one, attack) for name, attack in SLOWLORIS.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("scenario", list(SLOWLORIS))
+def test_slow_headers_get_408_and_close(
+    gw: Gateway, slowloris: dict[str, BaseException | None], scenario: str
+) -> None:
+    failure = slowloris[scenario]
+    if failure is not None:
+        raise AssertionError(f"{scenario}: {failure!r}") from failure
+    assert not [p for p in gw.backend.heads if p.startswith("/slow/")], gw.backend.heads
+    assert_fresh_connection_works(gw, f"slowloris-{scenario}")
 
 
 def test_idle_keepalive_connection_is_closed(gw: Gateway) -> None:
@@ -148,3 +194,58 @@ def test_idle_h2_connection_is_closed_with_goaway(gw: Gateway) -> None:
     assert elapsed < DEADLINE_S + 0.5, f"closed after {elapsed:.2f}s"
     s.close()
     assert_fresh_connection_works(gw, "idle-h2")
+
+
+def _h2_partial_headers(sock: socket.socket, sid: int, path: str) -> None:
+    block = Encoder().encode(h2_request_headers(path))
+    f = HeadersFrame(sid, flags=["END_STREAM"])  # no END_HEADERS: the block is incomplete
+    f.data = block
+    sock.sendall(f.serialize())
+
+
+def test_h2_partial_header_block_times_out(gw: Gateway) -> None:
+    sock = connect(gw.port)
+    sock.sendall(PREFACE + SettingsFrame(0).serialize())
+    started = time.monotonic()
+    _h2_partial_headers(sock, 1, "/h2-slow-headers")
+    reader = FrameReader(sock)
+    goaway, _ = reader.until(lambda f: isinstance(f, GoAwayFrame), DEADLINE_S + 1)
+    assert isinstance(goaway, GoAwayFrame) and goaway.error_code == 0, goaway
+    elapsed = time.monotonic() - started
+    assert reader.closed(2.0)
+    assert elapsed < DEADLINE_S, f"GOAWAY after {elapsed:.2f}s"
+    sock.close()
+    assert gw.backend.heads["/h2-slow-headers"] == 0
+    assert_fresh_connection_works(gw, "h2-slow-headers")
+
+
+def test_h2_partial_header_block_times_out_with_a_stream_open(gw: Gateway) -> None:
+    """Slowloris behind an open stream: a POST whose body never comes keeps stream 1 open,
+    then a header block for stream 3 starts and never ends. No frame of any other stream may
+    interleave a header block, so the connection is held hostage; the header timeout must end
+    it all the same."""
+    sock = connect(gw.port)
+    sock.sendall(PREFACE + SettingsFrame(0).serialize())
+    enc = Encoder()
+    post = HeadersFrame(1, flags=["END_HEADERS"])
+    post.data = enc.encode(h2_request_headers("/echo/h2-held-open", "POST"))
+    sock.sendall(post.serialize())
+    wait_until(lambda: gw.backend.heads["/echo/h2-held-open"] == 1, 5, "stream 1 forwarded")
+    started = time.monotonic()
+    partial = HeadersFrame(3, flags=["END_STREAM"])
+    partial.data = enc.encode(h2_request_headers("/h2-slow-headers-2"))
+    sock.sendall(partial.serialize())
+    reader = FrameReader(sock)
+    try:
+        reader.until(
+            lambda f: (
+                isinstance(f, GoAwayFrame) or (isinstance(f, RstStreamFrame) and f.stream_id == 3)
+            ),
+            DEADLINE_S + 1,
+        )
+    finally:
+        sock.close()
+    elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE_S, f"answered after {elapsed:.2f}s"
+    assert gw.backend.heads["/h2-slow-headers-2"] == 0
+    assert_fresh_connection_works(gw, "h2-slow-headers-2")
