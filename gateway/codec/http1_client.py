@@ -77,7 +77,7 @@ class H1ResponseParser:
                 return
             if isinstance(inner, H1Error):
                 raise inner from None
-            raise H1Error(502, f"bad upstream response: {exc}") from None
+            raise H1Error(502, f"bad upstream response: {exc}: {inner!r}") from None
         except httptools.HttpParserError as exc:
             raise H1Error(502, f"bad upstream response: {exc}") from None
 

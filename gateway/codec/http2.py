@@ -26,6 +26,7 @@ import h2.frame_buffer
 import h2.settings
 import hpack.hpack
 import hpack.table
+import hyperframe.frame
 
 from gateway.codec.errors import H2ConnectionError, H2StreamError
 from gateway.codec.messages import Headers
@@ -140,6 +141,9 @@ class H2Codec:
         self._premature_reset_ratio = premature_reset_ratio
         self.goaway_sent = False
         self.goaway_received = False
+        # Set by a graceful GOAWAY: streams above it are refused, those below finish.
+        self._goaway_last_stream: int | None = None
+        self._extra_out: list[bytes] = []
         self.remote_settings_received = False
         self.conn.initiate_connection()
         extra = connection_window_bytes - 65535
@@ -165,6 +169,10 @@ class H2Codec:
                 )
             elif isinstance(ev, h2.events.RequestReceived):
                 sid = ev.stream_id
+                last = self._goaway_last_stream
+                if last is not None and sid > last:
+                    self.reset(sid, ErrorCodes.REFUSED_STREAM)
+                    continue
                 self._streams_opened += 1
                 self._open.add(sid)
                 try:
@@ -190,6 +198,14 @@ class H2Codec:
                 self._on_window(ev.stream_id)
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.goaway_received = True
+                if not ev.error_code:
+                    # h2 ends its state machine on any GOAWAY, but a graceful one lets the
+                    # streams up to last_stream_id finish (RFC 9113 6.8): keep answering them.
+                    self.conn.state_machine.state = (
+                        h2.connection.ConnectionState.CLIENT_OPEN
+                        if self.client
+                        else h2.connection.ConnectionState.SERVER_OPEN
+                    )
                 sink.on_goaway(ev.last_stream_id or 0, int(ev.error_code or 0))
             elif isinstance(ev, h2.events.RemoteSettingsChanged):
                 self.remote_settings_received = True
@@ -291,8 +307,26 @@ class H2Codec:
         except h2.exceptions.ProtocolError:
             pass
 
+    def goaway_graceful(self, last_stream_id: int) -> None:
+        """GOAWAY NO_ERROR that lets streams up to ``last_stream_id`` finish.
+
+        h2's ``close_connection`` also ends its state machine, after which the responses of
+        those streams could not be sent; so the frame is written here and h2 carries on.
+        """
+        if self.goaway_sent:
+            return
+        self.goaway_sent = True
+        self._goaway_last_stream = last_stream_id
+        frame = hyperframe.frame.GoAwayFrame(0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = 0
+        self._extra_out.append(frame.serialize())
+
     def data_to_send(self) -> bytes:
         data: bytes = self.conn.data_to_send()
+        if self._extra_out:
+            data += b"".join(self._extra_out)
+            self._extra_out.clear()
         return data
 
     # -- state ---------------------------------------------------------------------------------

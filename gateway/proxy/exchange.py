@@ -150,7 +150,13 @@ class Exchange:
         request = self.stream.request
         body = self._body
         self._body = None
-        up.send_request(request, request.end_stream)
+        try:
+            up.send_request(request, request.end_stream)
+        except Exception as exc:  # a codec refusing the request must not strand the client
+            self.upstream = None
+            up.abort()
+            self._fail(UpstreamError(f"upstream refused the request: {exc}"))
+            return
         if self.backend_timeout_s:
             self._backend_timer = self.engine.loop.call_later(
                 self.backend_timeout_s, self._on_timeout

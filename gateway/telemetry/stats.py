@@ -132,7 +132,9 @@ def merge(dumps: list[StatsDump]) -> Stats:
         for reason, n in d.rejections:
             total.rejections[reason] = total.rejections.get(reason, 0) + n
         for name, v in d.gauges.items():
-            total.gauges[name] = total.gauges.get(name, 0.0) + v
+            # Gauges describe the process's state (listeners, config): every worker has the
+            # same, so the largest is reported rather than the sum.
+            total.gauges[name] = max(total.gauges.get(name, v), v)
     return total
 
 

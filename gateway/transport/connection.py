@@ -277,8 +277,13 @@ class DownstreamConnection(asyncio.Protocol):
     # -- TunnelSource (raw bytes after an Upgrade) ---------------------------------------------
 
     def write_eof(self) -> None:
-        if self.transport is not None and not self._closed and self.transport.can_write_eof():
+        if self.transport is None or self._closed:
+            return
+        if self.transport.can_write_eof():
             self.transport.write_eof()
+        else:
+            # TLS cannot half-close: the other side has finished, so finish this one too.
+            self.close_after_write()
 
     def close(self) -> None:
         self.close_after_write()

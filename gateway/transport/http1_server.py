@@ -342,7 +342,6 @@ class H1ServerConnection:
     def write(self, data: bytes) -> None:
         self.owner.write(data)
 
-
     def _reject(self, status: int, reason: str) -> None:
         self._closing = True
         if self.current is not None and self.current._head_sent:

@@ -373,9 +373,7 @@ class H2ServerConnection:
     def drain(self) -> None:
         """GOAWAY with the last stream id: open streams finish, new ones are refused."""
         self.draining = True
-        self.codec.close(
-            ErrorCodes.NO_ERROR, last_stream_id=self.codec.conn.highest_inbound_stream_id
-        )
+        self.codec.goaway_graceful(self.codec.conn.highest_inbound_stream_id)
         self.flush()
         self._maybe_close()
 

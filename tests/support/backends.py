@@ -26,8 +26,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
@@ -783,8 +785,6 @@ class TlsEchoBackend:
         self._server: asyncio.Server | None = None
 
     def _context(self, tmpdir: str) -> ssl.SSLContext:
-        import os
-
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert = os.path.join(tmpdir, "cert.pem")
         key = os.path.join(tmpdir, "key.pem")
@@ -807,8 +807,6 @@ class TlsEchoBackend:
             writer.close()
 
     def start(self) -> TlsEchoBackend:
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmpdir:
             ctx = self._context(tmpdir)
         self._loop.start()

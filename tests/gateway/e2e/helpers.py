@@ -131,8 +131,14 @@ def https_listener(name: str, port: int, secret: str, hostname: str | None = Non
     )
 
 
-def http_route_yaml(name: str, rules: str, *, hostnames: list[str] | None = None,
-                    kind: str = "HTTPRoute", parent: str = "gw") -> str:  # fmt: skip
+def http_route_yaml(
+    name: str,
+    rules: str,
+    *,
+    hostnames: list[str] | None = None,
+    kind: str = "HTTPRoute",
+    parent: str = "gw",
+) -> str:
     """An HTTPRoute (or GRPCRoute); ``rules`` is the YAML list under ``spec.rules``, indented
     by two spaces."""
     hosts = f"  hostnames: [{', '.join(hostnames)}]\n" if hostnames else ""
@@ -171,7 +177,9 @@ def start_gateway(cfg: ConfigDir, **kwargs: object) -> GatewayProcess:
 # -- curl -------------------------------------------------------------------------------------
 
 
-def curl(*args: str, timeout_s: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+def curl(
+    *args: str, timeout_s: float = 30.0, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(
         ["curl", "-sS", "--max-time", str(int(timeout_s)), *args],
         capture_output=True,
@@ -186,8 +194,9 @@ def curl(*args: str, timeout_s: float = 30.0, check: bool = True) -> subprocess.
 # -- raw HTTP/1.1 -----------------------------------------------------------------------------
 
 
-def read_until(sock: socket.socket | ssl.SSLSocket, marker: bytes, buf: bytearray,
-               timeout_s: float = 10.0) -> bytes:  # fmt: skip
+def read_until(
+    sock: socket.socket | ssl.SSLSocket, marker: bytes, buf: bytearray, timeout_s: float = 10.0
+) -> bytes:
     """Bytes up to and including ``marker``, reading into ``buf`` (which keeps the rest)."""
     deadline = time.monotonic() + timeout_s
     while marker not in buf:
@@ -202,8 +211,9 @@ def read_until(sock: socket.socket | ssl.SSLSocket, marker: bytes, buf: bytearra
     return out
 
 
-def read_exact(sock: socket.socket | ssl.SSLSocket, n: int, buf: bytearray,
-               timeout_s: float = 10.0) -> bytes:  # fmt: skip
+def read_exact(
+    sock: socket.socket | ssl.SSLSocket, n: int, buf: bytearray, timeout_s: float = 10.0
+) -> bytes:
     deadline = time.monotonic() + timeout_s
     while len(buf) < n:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -227,8 +237,9 @@ def parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
     return status, headers
 
 
-def read_response(sock: socket.socket | ssl.SSLSocket, buf: bytearray,
-                  head_only: bool = False) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+def read_response(
+    sock: socket.socket | ssl.SSLSocket, buf: bytearray, head_only: bool = False
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 response (Content-Length or chunked) from a raw socket."""
     status, headers = parse_head(read_until(sock, b"\r\n\r\n", buf))
     if head_only or status in (204, 304) or status < 200:
@@ -272,8 +283,9 @@ def client_tls_context(ca: trustme.CA, alpn: list[str]) -> ssl.SSLContext:
     return ctx
 
 
-def open_socket(port: int, *, tls: ssl.SSLContext | None = None, sni: str | None = None,
-                timeout_s: float = 10.0) -> socket.socket:  # fmt: skip
+def open_socket(
+    port: int, *, tls: ssl.SSLContext | None = None, sni: str | None = None, timeout_s: float = 10.0
+) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
     if tls is not None:
         return tls.wrap_socket(sock, server_hostname=sni)
@@ -300,22 +312,41 @@ class H2Client:
         self.ended: set[int] = set()
         self.reset: dict[int, int] = {}
         self.closed = False
+        self.remote_settings = False
+        self.settings_acked = False
         self.flush()
+
+    def settle(self, timeout_s: float = 5.0) -> None:
+        """Finish the SETTINGS exchange both ways (our ACK of theirs is sent on return)."""
+        self.wait(lambda: self.remote_settings and self.settings_acked, timeout_s)
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
         if data:
             self.sock.sendall(data)
 
-    def request(self, method: str, path: str, authority: str, *, body: bytes | None = None,
-                end: bool = True, headers: list[tuple[str, str]] | None = None) -> int:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        authority: str,
+        *,
+        body: bytes | None = None,
+        end: bool = True,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> int:
         sid: int = self.conn.get_next_available_stream_id()
         self.conn.send_headers(
             sid,
-            [(":method", method), (":path", path), (":scheme", self.scheme),
-             (":authority", authority), *(headers or [])],
+            [
+                (":method", method),
+                (":path", path),
+                (":scheme", self.scheme),
+                (":authority", authority),
+                *(headers or []),
+            ],
             end_stream=end and body is None,
-        )  # fmt: skip
+        )
         self.data[sid] = bytearray()
         if body is not None:
             self.send(sid, body, end=end)
@@ -325,10 +356,16 @@ class H2Client:
     def send(self, sid: int, data: bytes, *, end: bool = False) -> None:
         """Send ``data`` in frames the peer allows, waiting for flow-control credit."""
         view = memoryview(data)
+        deadline = time.monotonic() + 30
         while view:
-            size = min(len(view), self.conn.local_flow_control_window(sid),
-                       self.conn.max_outbound_frame_size)  # fmt: skip
+            size = min(
+                len(view),
+                self.conn.local_flow_control_window(sid),
+                self.conn.max_outbound_frame_size,
+            )
             if size <= 0:
+                if time.monotonic() > deadline:
+                    raise AssertionError("no flow-control credit from the peer in 30 s")
                 if not self.pump():
                     raise ConnectionError("closed while waiting for flow-control credit")
                 continue
@@ -348,6 +385,8 @@ class H2Client:
         self.sock.settimeout(timeout_s)
         try:
             data = self.sock.recv(65536)
+        except TimeoutError:
+            return True  # nothing yet; the caller's deadline decides
         except (ConnectionError, ssl.SSLError):
             data = b""
         if not data:
@@ -368,6 +407,14 @@ class H2Client:
                 self.ended.add(event.stream_id)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.goaway = event
+                if not event.error_code:
+                    # h2 closes its state machine on any GOAWAY; a graceful one still lets
+                    # streams up to last_stream_id finish (RFC 9113 6.8), as real clients do.
+                    self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                self.remote_settings = True
+            elif isinstance(event, h2.events.SettingsAcknowledged):
+                self.settings_acked = True
         self.flush()
         return True
 

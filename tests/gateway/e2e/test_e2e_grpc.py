@@ -34,8 +34,9 @@ HOST = "grpc.example.test"
 
 
 class Setup:
-    def __init__(self, http_port: int, tls_port: int, a: GrpcBackend, b: GrpcBackend,
-                 ca: trustme.CA) -> None:  # fmt: skip
+    def __init__(
+        self, http_port: int, tls_port: int, a: GrpcBackend, b: GrpcBackend, ca: trustme.CA
+    ) -> None:
         self.http_port, self.tls_port, self.a, self.b, self.ca = http_port, tls_port, a, b, ca
 
 

@@ -11,7 +11,9 @@ Upstream: an HTTP/1.1 backend (uvicorn) and an h2c backend (h2); the request hea
   the next, so neither direction may be buffered until the end of the body.
 
 Trailers: HTTP/2 clients get the h2c backend's response trailers and the backend gets the
-client's request trailers.
+client's request trailers; an HTTP/1.1 client that sent ``TE: trailers`` gets the response
+trailers in the chunked trailer section. (The HTTP/1.1 backend, uvicorn, cannot send
+trailers, so trailers are only checked against the h2c backend.)
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from tests.gateway.e2e.helpers import (
     open_socket,
     parse_head,
     read_chunk,
-    read_trailers,
     read_response,
+    read_trailers,
     read_until,
     settings_yaml,
     start_gateway,
@@ -58,15 +60,21 @@ class Ports:
 
 
 @pytest.fixture(scope="module")
-def ports(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, http_backend: HttpBackend,
-          h2c_backend: H2cBackend) -> Iterator[Ports]:  # fmt: skip
+def ports(
+    tmp_path_factory: pytest.TempPathFactory,
+    ca: trustme.CA,
+    http_backend: HttpBackend,
+    h2c_backend: H2cBackend,
+) -> Iterator[Ports]:
     cfg = ConfigDir(tmp_path_factory.mktemp("matrix") / "cfg")
     http_port, tls_port = free_port(), free_port()
     cfg.gateway(http_port, https_listener("https", tls_port, "cert", HOST))
     cfg.write("secret.yaml", tls_secret_yaml("cert", ca.issue_cert(HOST)))
     cfg.write("h1.yaml", backend_service_yaml("up-h1", http_backend.port))
-    cfg.write("h2.yaml", backend_service_yaml("up-h2c", h2c_backend.port,
-                                              app_protocol="kubernetes.io/h2c"))  # fmt: skip
+    cfg.write(
+        "h2.yaml",
+        backend_service_yaml("up-h2c", h2c_backend.port, app_protocol="kubernetes.io/h2c"),
+    )
     rules = (
         "  - matches: [{headers: [{name: x-upstream, value: h2c}]}]\n"
         "    backendRefs: [{name: up-h2c, port: 80}]\n"
@@ -100,8 +108,9 @@ class H1Down:
             lines.append("Transfer-Encoding: chunked")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
 
-    def request(self, method: str, path: str, headers: dict[str, str],
-                pieces: list[bytes] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    def request(
+        self, method: str, path: str, headers: dict[str, str], pieces: list[bytes] | None = None
+    ) -> tuple[int, bytes]:
         self._head(method, path, headers, pieces is not None)
         if pieces is not None:
             for piece in pieces:
@@ -152,9 +161,14 @@ class H2Down:
         self.sid = 0
         self.taken = 0
 
-    def request(self, method: str, path: str, headers: dict[str, str],
-                pieces: list[bytes] | None = None,
-                trailers: list[tuple[str, str]] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        pieces: list[bytes] | None = None,
+        trailers: list[tuple[str, str]] | None = None,
+    ) -> tuple[int, bytes]:
         c = self.client
         sid = c.request(method, path, HOST, end=pieces is None, headers=list(headers.items()))
         for piece in pieces or ():
@@ -169,8 +183,7 @@ class H2Down:
         return c.response(sid)
 
     def open_stream(self, path: str, headers: dict[str, str]) -> None:
-        self.sid = self.client.request("POST", path, HOST, end=False,
-                                       headers=list(headers.items()))  # fmt: skip
+        self.sid = self.client.request("POST", path, HOST, end=False, headers=list(headers.items()))
 
     def send(self, piece: bytes) -> None:
         self.client.send(self.sid, piece)
@@ -231,8 +244,9 @@ def test_streamed_upload(ports: Ports, downstream: str, upstream: str) -> None:
 def test_streamed_download(ports: Ports, downstream: str, upstream: str) -> None:
     client = connect(ports, downstream)
     try:
-        status, body = client.request("GET", "/stream?chunks=64&size=16384",
-                                      upstream_headers(upstream))  # fmt: skip
+        status, body = client.request(
+            "GET", "/stream?chunks=64&size=16384", upstream_headers(upstream)
+        )
     finally:
         client.close()
     assert status == 200
@@ -273,8 +287,13 @@ def test_request_trailers_reach_h2c_backend(ports: Ports, downstream: str) -> No
     client = connect(ports, downstream)
     assert isinstance(client, H2Down)
     try:
-        status, body = client.request("POST", "/echo", {"x-upstream": "h2c", "te": "trailers"},
-                                      [b"abc", b"def"], trailers=[("x-checksum", "42")])  # fmt: skip
+        status, body = client.request(
+            "POST",
+            "/echo",
+            {"x-upstream": "h2c", "te": "trailers"},
+            [b"abc", b"def"],
+            trailers=[("x-checksum", "42")],
+        )
     finally:
         client.close()
     assert status == 200
@@ -286,8 +305,10 @@ def test_request_trailers_reach_h2c_backend(ports: Ports, downstream: str) -> No
 def test_response_trailers_reach_http11_client(ports: Ports) -> None:
     """An HTTP/1.1 client that sent ``TE: trailers`` gets them in the chunked trailer."""
     with open_socket(ports.http) as sock:
-        sock.sendall(f"GET /stream?chunks=2&size=10&trailers=1 HTTP/1.1\r\nHost: {HOST}\r\n"
-                     "x-upstream: h2c\r\nTE: trailers\r\n\r\n".encode())  # fmt: skip
+        sock.sendall(
+            f"GET /stream?chunks=2&size=10&trailers=1 HTTP/1.1\r\nHost: {HOST}\r\n"
+            "x-upstream: h2c\r\nTE: trailers\r\n\r\n".encode()
+        )
         buf = bytearray()
         status, headers = parse_head(read_until(sock, b"\r\n\r\n", buf))
         assert status == 200 and headers.get("transfer-encoding") == "chunked"

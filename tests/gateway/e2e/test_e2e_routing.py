@@ -31,11 +31,13 @@ from tests.support.backends import HttpBackend
 from tests.support.gateway import free_port
 
 
-def tag(rule: str) -> str:
-    """A filter list that marks the request with the rule's name."""
+def tagged(match: str, rule: str) -> str:
+    """A rule to backend ``a`` that marks the request with the rule's name (``x-rule``)."""
     return (
+        f"  - matches: [{match}]\n"
         "    filters: [{type: RequestHeaderModifier, requestHeaderModifier: "
         f"{{set: [{{name: x-rule, value: {rule}}}]}}}}]\n"
+        "    backendRefs: [{name: a, port: 80}]\n"
     )
 
 
@@ -44,25 +46,20 @@ ROUTES = {
     "wild-host": (["'*.wild.example.test'"], "  - backendRefs: [{name: b, port: 80}]\n"),
     "paths": (
         ["paths.example.test"],
-        "  - matches: [{path: {type: Exact, value: /exact}}]\n" + tag("exact")
-        + "    backendRefs: [{name: a, port: 80}]\n"
-        "  - matches: [{path: {type: PathPrefix, value: /prefix}}]\n" + tag("prefix")
-        + "    backendRefs: [{name: a, port: 80}]\n"
-        "  - matches: [{path: {type: RegularExpression, value: '/re/[0-9]+'}}]\n" + tag("regex")
-        + "    backendRefs: [{name: a, port: 80}]\n",
+        tagged("{path: {type: Exact, value: /exact}}", "exact")
+        + tagged("{path: {type: PathPrefix, value: /prefix}}", "prefix")
+        + tagged("{path: {type: RegularExpression, value: '/re/[0-9]+'}}", "regex"),
     ),
     "matches": (
         ["match.example.test"],
-        "  - matches: [{headers: [{name: x-env, value: canary}]}]\n" + tag("header-exact")
-        + "    backendRefs: [{name: a, port: 80}]\n"
-        "  - matches: [{headers: [{type: RegularExpression, name: x-version, value: 'v[0-9]+'}]}]\n"
-        + tag("header-regex") + "    backendRefs: [{name: a, port: 80}]\n"
-        "  - matches: [{queryParams: [{name: debug, value: '1'}]}]\n" + tag("query")
-        + "    backendRefs: [{name: a, port: 80}]\n"
-        "  - matches: [{method: DELETE}]\n" + tag("method")
-        + "    backendRefs: [{name: a, port: 80}]\n"
-        "  - matches: [{path: {type: PathPrefix, value: /}}]\n" + tag("default")
-        + "    backendRefs: [{name: a, port: 80}]\n",
+        tagged("{headers: [{name: x-env, value: canary}]}", "header-exact")
+        + tagged(
+            "{headers: [{type: RegularExpression, name: x-version, value: 'v[0-9]+'}]}",
+            "header-regex",
+        )
+        + tagged("{queryParams: [{name: debug, value: '1'}]}", "query")
+        + tagged("{method: DELETE}", "method")
+        + tagged("{path: {type: PathPrefix, value: /}}", "default"),
     ),
     "filters": (
         ["filters.example.test"],
@@ -91,7 +88,8 @@ ROUTES = {
         "      path: {type: ReplaceFullPath, replaceFullPath: /replaced}}}]\n"
         "    backendRefs: [{name: a, port: 80}]\n"
         "  - matches: [{path: {value: /mirror}}]\n"
-        "    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: mirror, port: 80}}}]\n"
+        "    filters: [{type: RequestMirror,\n"
+        "      requestMirror: {backendRef: {name: mirror, port: 80}}}]\n"
         "    backendRefs: [{name: a, port: 80}]\n",
     ),
     "weights": (
@@ -216,8 +214,11 @@ def test_method_match(setup: Setup) -> None:
 
 
 def test_request_header_modifier(setup: Setup) -> None:
-    r = setup.request("filters.example.test", "/reqhdr",
-                      headers={"x-set": "original", "x-add": "first", "x-remove": "gone"})  # fmt: skip
+    r = setup.request(
+        "filters.example.test",
+        "/reqhdr",
+        headers={"x-set": "original", "x-add": "first", "x-remove": "gone"},
+    )
     assert r.status_code == 200
     seen = r.json()["headers"]
     assert seen["x-set"] == "set-value"
@@ -264,8 +265,9 @@ def test_url_rewrite_full_path(setup: Setup) -> None:
 
 def test_request_mirror_gets_a_copy(setup: Setup) -> None:
     body = b"mirror me" * 100
-    r = setup.request("filters.example.test", "/mirror/m1", method="POST", content=body,
-                      headers={"x-mark": "m1"})  # fmt: skip
+    r = setup.request(
+        "filters.example.test", "/mirror/m1", method="POST", content=body, headers={"x-mark": "m1"}
+    )
     assert r.status_code == 200 and r.headers["x-backend"] == "a"
     copy = setup.backends["mirror"].wait_for(lambda s: s.path == "/mirror/m1")
     assert copy.method == "POST"

@@ -40,8 +40,9 @@ def backend() -> Iterator[HttpBackend]:
 
 
 @pytest.fixture(scope="module")
-def ports(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA,
-          backend: HttpBackend) -> Iterator[tuple[int, int]]:  # fmt: skip
+def ports(
+    tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, backend: HttpBackend
+) -> Iterator[tuple[int, int]]:
     cfg = ConfigDir(tmp_path_factory.mktemp("ws") / "cfg")
     http_port, tls_port = free_port(), free_port()
     cfg.gateway(http_port, https_listener("https", tls_port, "cert", HOST))
@@ -57,25 +58,31 @@ def ports(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA,
 # The client waits this long for the server to close TCP after the closing handshake.
 CLOSE_TIMEOUT_S = 1.0
 
-WSS_CLOSE_BUG = (
-    "proxy bug: over TLS the tunnel never closes the client connection after the backend "
-    "closed its side (DownstreamConnection.write_eof is a no-op on TLS transports, and "
-    "TunnelPipe closes only when both halves saw EOF); the client's close times out"
-)
-
 
 @pytest.fixture(params=["ws", "wss"])
-def ws(request: pytest.FixtureRequest, ports: tuple[int, int],
-       ca: trustme.CA) -> Iterator[ClientConnection]:  # fmt: skip
+def ws(
+    request: pytest.FixtureRequest, ports: tuple[int, int], ca: trustme.CA
+) -> Iterator[ClientConnection]:
     if request.param == "ws":
-        conn = connect(f"ws://127.0.0.1:{ports[0]}/ws", max_size=None, open_timeout=10,
-                       close_timeout=CLOSE_TIMEOUT_S)  # fmt: skip
+        conn = connect(
+            f"ws://127.0.0.1:{ports[0]}/ws",
+            max_size=None,
+            open_timeout=10,
+            close_timeout=CLOSE_TIMEOUT_S,
+        )
     else:
         ctx = ssl.create_default_context()
         ca.configure_trust(ctx)
         sock = socket.create_connection(("127.0.0.1", ports[1]), timeout=10)
-        conn = connect(f"wss://{HOST}:{ports[1]}/ws", sock=sock, ssl=ctx, server_hostname=HOST,
-                       max_size=None, open_timeout=10, close_timeout=CLOSE_TIMEOUT_S)  # fmt: skip
+        conn = connect(
+            f"wss://{HOST}:{ports[1]}/ws",
+            sock=sock,
+            ssl=ctx,
+            server_hostname=HOST,
+            max_size=None,
+            open_timeout=10,
+            close_timeout=CLOSE_TIMEOUT_S,
+        )
     with conn:
         yield conn
 
@@ -102,8 +109,6 @@ def test_many_messages_in_flight_and_a_large_one(ws: ClientConnection) -> None:
 
 
 def test_clean_close(ws: ClientConnection, request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params["ws"] == "wss":
-        request.applymarker(pytest.mark.xfail(reason=WSS_CLOSE_BUG, strict=True))
     ws.send("bye")
     assert ws.recv(timeout=5) == "bye"
     started = time.monotonic()
