@@ -37,8 +37,12 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/isthmus demo $(DEMO_ARGS)
 
-test: venv
+# The whole suite on the checkout, then the end-to-end and limit suites once more on the
+# release build, whose compiled modules check types at run time.
+test: venv compiled
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	ISTHMUS_TEST_TREE=$(COMPILED) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/gateway/e2e tests/gateway/limits
 	@$(MAKE) --no-print-directory lint
 
 lint: venv

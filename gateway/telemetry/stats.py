@@ -29,14 +29,18 @@ RequestKey = tuple[str, str, int, str, str]
 
 
 class StatsDump(msgspec.Struct, frozen=True):
-    """What a worker reports. Histogram values are [bucket counts..., +Inf count, sum]."""
+    """What a worker reports. Histogram values are [bucket counts..., +Inf count, sum].
 
-    requests: list[tuple[RequestKey, int]]
-    duration: list[tuple[RequestKey, list[float]]]
-    request_bytes: list[tuple[RequestKey, list[float]]]
-    response_bytes: list[tuple[RequestKey, list[float]]]
-    tcp: list[tuple[tuple[int, str], int]]
-    rejections: list[tuple[str, int]]
+    Items are ``(key, value)`` pairs; they are typed loosely because the wire gives them back
+    as arrays, and ``merge`` rebuilds the keys itself.
+    """
+
+    requests: list[Any]
+    duration: list[Any]
+    request_bytes: list[Any]
+    response_bytes: list[Any]
+    tcp: list[Any]
+    rejections: list[Any]
     gauges: dict[str, float]
 
 
@@ -110,27 +114,30 @@ def merge(dumps: list[StatsDump]) -> Stats:
     """Add the workers' dumps up into one :class:`Stats` (for rendering only)."""
     total = Stats()
     for d in dumps:
-        for key, n in d.requests:
-            k = _key(key)
-            total.requests[k] = total.requests.get(k, 0) + n
+        for item in d.requests:
+            k = _key(item[0])
+            total.requests[k] = total.requests.get(k, 0) + int(item[1])
         for src, dst in (
             (d.duration, total.duration),
             (d.request_bytes, total.request_bytes),
             (d.response_bytes, total.response_bytes),
         ):
-            for key, values in src:
-                k = _key(key)
+            for item in src:
+                k = _key(item[0])
+                values = [float(v) for v in item[1]]
                 cur = dst.get(k)
                 if cur is None:
-                    dst[k] = list(values)
+                    dst[k] = values
                 else:
                     for i, v in enumerate(values):
                         cur[i] += v
-        for (port, name), n in d.tcp:
+        for item in d.tcp:
+            port, name = item[0]
             tk = (int(port), str(name))
-            total.tcp[tk] = total.tcp.get(tk, 0) + n
-        for reason, n in d.rejections:
-            total.rejections[reason] = total.rejections.get(reason, 0) + n
+            total.tcp[tk] = total.tcp.get(tk, 0) + int(item[1])
+        for item in d.rejections:
+            reason = str(item[0])
+            total.rejections[reason] = total.rejections.get(reason, 0) + int(item[1])
         for name, v in d.gauges.items():
             # Gauges describe the process's state (listeners, config): every worker has the
             # same, so the largest is reported rather than the sum.

@@ -38,6 +38,19 @@ class ConnectionEvents(Protocol):
     def connection_rejected(self, port: int, reason: str) -> None: ...
 
 
+class TrackedConnection(Protocol):
+    """What the tracker needs of a connection: HTTP ones and TLS passthrough ones alike."""
+
+    bytes_in: int
+    bytes_out: int
+
+    def check_timeouts(self, now: float) -> None: ...
+
+    def drain(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class ConnectionTracker:
     """The live connections of one listening port, and their timeouts."""
 
@@ -45,12 +58,12 @@ class ConnectionTracker:
         self.port = port
         self.limits = limits
         self.events = events
-        self.connections: set[DownstreamConnection] = set()
+        self.connections: set[TrackedConnection] = set()
         self.draining = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
 
-    def admit(self, conn: DownstreamConnection) -> bool:
+    def admit(self, conn: TrackedConnection) -> bool:
         if len(self.connections) >= self.limits.max_connections_per_listener or self.draining:
             self.events.connection_rejected(self.port, "overflow")
             return False
@@ -60,7 +73,7 @@ class ConnectionTracker:
             self._schedule()
         return True
 
-    def release(self, conn: DownstreamConnection) -> None:
+    def release(self, conn: TrackedConnection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self.events.connection_closed(self.port, conn.bytes_in, conn.bytes_out)

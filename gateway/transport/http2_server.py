@@ -67,6 +67,9 @@ class H2ServerStream:
     def write_paused(self) -> bool:
         return self._blocked or self._conn.owner.write_paused
 
+    def current_handler(self) -> StreamHandler | None:
+        return self.handler
+
     def flush(self) -> None:
         pass  # the connection batches and flushes once per loop turn
 
@@ -296,8 +299,11 @@ class H2ServerConnection:
             stream._unacked += flow_len
         else:
             self.codec.ack(stream_id, flow_len)
-        if end_stream and stream.handler is not None:
-            stream.handler.on_body_end(None)
+        if end_stream:
+            # on_body may have finished the stream: look at its handler afresh.
+            handler = stream.current_handler()
+            if handler is not None:
+                handler.on_body_end(None)
 
     def on_trailers(self, stream_id: int, trailers: Headers) -> None:
         stream = self.streams.get(stream_id)

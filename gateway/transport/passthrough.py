@@ -90,7 +90,7 @@ class PassthroughConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         t = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
         self.transport = t
-        if not self.tracker.admit(self):  # type: ignore[arg-type]
+        if not self.tracker.admit(self):
             self._closed = True
             self.transport.abort()
 
@@ -166,7 +166,7 @@ class PassthroughConnection(asyncio.Protocol):
         up = self.upstream
         if up is not None and up.transport is not None:
             up.transport.close()
-        self.tracker.release(self)  # type: ignore[arg-type]
+        self.tracker.release(self)
 
     def pause_writing(self) -> None:
         up = self.upstream

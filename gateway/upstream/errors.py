@@ -6,10 +6,12 @@ request timeout, ``UH`` no healthy upstream, ``UR`` upstream reset (remote reset
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class UpstreamError(Exception):
-    flag = "UC"
-    status = 503
+    flag: ClassVar[str] = "UC"
+    status: ClassVar[int] = 503
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason or type(self).__name__)
@@ -17,30 +19,30 @@ class UpstreamError(Exception):
 
 
 class ConnectFailure(UpstreamError):
-    flag = "UF"
-    status = 503
+    flag: ClassVar[str] = "UF"
+    status: ClassVar[int] = 503
 
 
 class ConnectionTerminated(UpstreamError):
-    flag = "UC"
-    status = 503
+    flag: ClassVar[str] = "UC"
+    status: ClassVar[int] = 503
 
 
 class StreamReset(UpstreamError):
-    flag = "UR"
-    status = 503
+    flag: ClassVar[str] = "UR"
+    status: ClassVar[int] = 503
 
 
 class UpstreamTimeout(UpstreamError):
-    flag = "UT"
-    status = 504
+    flag: ClassVar[str] = "UT"
+    status: ClassVar[int] = 504
 
 
 class NoHealthyUpstream(UpstreamError):
-    flag = "UH"
-    status = 503
+    flag: ClassVar[str] = "UH"
+    status: ClassVar[int] = 503
 
 
 class BadResponse(UpstreamError):
-    flag = "UPE"
-    status = 502
+    flag: ClassVar[str] = "UPE"
+    status: ClassVar[int] = 502

@@ -60,8 +60,9 @@ class H1UpstreamConnection(asyncio.Protocol):
         t.set_write_buffer_limits(high=self._buffer_bytes)
 
     def data_received(self, data: bytes) -> None:
-        if self._tunnel is not None:
-            self._tunnel.on_tunnel_data(data)
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.on_tunnel_data(data)
             return
         parser = self._parser
         if self.handler is None or parser is None:
@@ -72,17 +73,27 @@ class H1UpstreamConnection(asyncio.Protocol):
         try:
             parser.feed(data)
         except H1Error as err:
-            handler = self.handler
+            # The parser's callbacks may have released or re-bound the connection: read the
+            # handler again rather than trusting what was true before the feed.
+            failed = self._current_handler()
             self._fail()
-            if handler is not None:
-                handler.on_upstream_error(BadResponse(err.reason))
+            if failed is not None:
+                failed.on_upstream_error(BadResponse(err.reason))
             return
-        if parser.upgraded_offset is not None and self._tunnel is not None:
-            rest = data[parser.upgraded_offset :]
-            if rest:
-                self._tunnel.on_tunnel_data(rest)
-        elif self.handler is not None:
-            self.handler.on_upstream_read_done()
+        if parser.upgraded_offset is not None:
+            self._tunnel_rest(data[parser.upgraded_offset :])
+        else:
+            current = self._current_handler()
+            if current is not None:
+                current.on_upstream_read_done()
+
+    def _current_handler(self) -> UpstreamHandler | None:
+        return self.handler
+
+    def _tunnel_rest(self, rest: bytes) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None and rest:
+            tunnel.on_tunnel_data(rest)
 
     def eof_received(self) -> bool | None:
         if self._tunnel is not None:
