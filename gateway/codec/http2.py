@@ -29,6 +29,7 @@ import hpack.table
 import hyperframe.frame
 
 from gateway.codec.errors import H2ConnectionError, H2StreamError
+from gateway.codec.hpack_encode import StaticEncoder
 from gateway.codec.messages import Headers
 
 ErrorCodes = h2.errors.ErrorCodes
@@ -125,11 +126,8 @@ class H2Codec:
             },
         )
         self.conn.decoder.max_header_list_size = max_header_list_bytes
-        # Huffman-coding every outbound header in pure Python costs more CPU than the bytes
-        # it saves on the links a proxy runs on; HPACK indexing still applies.
-        encoder = self.conn.encoder
-        plain_encode = encoder.encode
-        encoder.encode = lambda headers, huffman=False: plain_encode(headers, huffman=False)  # type: ignore[method-assign]
+        # Outbound header blocks use the static table only (see hpack_encode for why).
+        self.conn.encoder.encode = StaticEncoder(self.conn.encoder)  # type: ignore[method-assign,assignment]
         self.client = client
         self._sink = sink
         self._outbound: dict[int, _Outbound] = {}
