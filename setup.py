@@ -21,6 +21,7 @@ HOT_MODULES = [
     "gateway/codec/http1_server.py",
     "gateway/codec/http1_client.py",
     "gateway/codec/http1_wire.py",
+    "gateway/codec/hpack_decode.py",
     "gateway/codec/hpack_encode.py",
     "gateway/codec/http2.py",
     "gateway/codec/tunnel.py",

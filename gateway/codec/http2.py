@@ -29,6 +29,7 @@ import hpack.table
 import hyperframe.frame
 
 from gateway.codec.errors import H2ConnectionError, H2StreamError
+from gateway.codec.hpack_decode import TableDecoder
 from gateway.codec.hpack_encode import StaticEncoder
 from gateway.codec.messages import Headers
 
@@ -126,8 +127,10 @@ class H2Codec:
             },
         )
         self.conn.decoder.max_header_list_size = max_header_list_bytes
-        # Outbound header blocks use the static table only (see hpack_encode for why).
+        # Outbound header blocks use the static table only (see hpack_encode for why), and
+        # inbound ones go through a leaner decoder with the same limits (hpack_decode).
         self.conn.encoder.encode = StaticEncoder(self.conn.encoder)  # type: ignore[method-assign,assignment]
+        self.conn.decoder.decode = TableDecoder(self.conn.decoder)  # type: ignore[method-assign,assignment]
         self.client = client
         self._sink = sink
         self._outbound: dict[int, _Outbound] = {}
