@@ -73,6 +73,14 @@ hpack.hpack.log = _NoLog()  # type: ignore[assignment]
 hpack.table.log = _NoLog()  # type: ignore[assignment]
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2 remembers how each closed stream ended, to answer late frames on it properly; by
+    default the last 65536 per connection, which on a long-lived connection is megabytes
+    that only grow. The most recent few thousand cover every late frame a peer sends."""
+
+    MAX_CLOSED_STREAMS = 4096
+
+
 class _Outbound:
     """Data waiting for flow-control window on one stream."""
 
@@ -115,7 +123,7 @@ class H2Codec:
             normalize_inbound_headers=False,
             split_outbound_cookies=False,
         )
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _Connection(config=config)
         self.conn.local_settings = h2.settings.Settings(
             client=client,
             initial_values={
