@@ -158,6 +158,8 @@ class Exchange:
             self._fail(UpstreamError(f"upstream refused the request: {exc}"))
             return
         if self.backend_timeout_s:
+            if self._backend_timer is not None:
+                self._backend_timer.cancel()  # a retried attempt gets its own deadline
             self._backend_timer = self.engine.loop.call_later(
                 self.backend_timeout_s, self._on_timeout
             )
