@@ -89,13 +89,7 @@ class TableDecoder:
                 index, i = decode_integer(data, i, 7)
                 field = self._get(index)
             elif b & 0x40:  # literal with incremental indexing
-                index, i = decode_integer(data, i, 6)
-                if index:
-                    name = self._get(index)[0]
-                else:
-                    name, i = decode_string(data, i)
-                value, i = decode_string(data, i)
-                field = (name, value)
+                field, i = self._literal(data, i, 6)
                 self._add(field)
             elif b & 0x20:  # dynamic table size update
                 if headers:
@@ -106,13 +100,7 @@ class TableDecoder:
                 self._resize(size)
                 continue
             else:  # literal without indexing (0000) or never indexed (0001)
-                index, i = decode_integer(data, i, 4)
-                if index:
-                    name = self._get(index)[0]
-                else:
-                    name, i = decode_string(data, i)
-                value, i = decode_string(data, i)
-                field = (name, value)
+                field, i = self._literal(data, i, 4)
             headers.append(field)
             inflated += _ENTRY_OVERHEAD + len(field[0]) + len(field[1])
             if inflated > max_list:
@@ -120,6 +108,16 @@ class TableDecoder:
         if self._max_size > limits.max_allowed_table_size:
             raise InvalidTableSizeError("the peer did not shrink its table as we asked")
         return headers
+
+    def _literal(self, data: bytes, i: int, prefix_bits: int) -> tuple[tuple[bytes, bytes], int]:
+        """A literal field: an indexed or literal name, then a literal value."""
+        index, i = decode_integer(data, i, prefix_bits)
+        if index:
+            name = self._get(index)[0]
+        else:
+            name, i = decode_string(data, i)
+        value, i = decode_string(data, i)
+        return (name, value), i
 
     def _get(self, index: int) -> tuple[bytes, bytes]:
         if index <= 0:

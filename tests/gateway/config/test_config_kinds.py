@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from config_support import Writer, one_problem, problems
 
-from gateway.config.errors import ConfigError, Problem
 from gateway.config.kinds import ProxySettings
 from gateway.config.kinds.proxysettings import ProxySettingsSpec, limits_field
 from gateway.config.loader import load_directory
 from gateway.config.snapshot import Limits
-
-Writer = Callable[[str, str], Path]
-GW = "gateway.networking.k8s.io"
-
-
-def problems(write: Writer, text: str, name: str = "obj.yaml") -> list[Problem]:
-    path = write(name, text)
-    with pytest.raises(ConfigError) as info:
-        load_directory(path.parent)
-    return list(info.value.problems)
-
-
-def one_problem(write: Writer, text: str) -> Problem:
-    found = problems(write, text)
-    assert len(found) == 1, found
-    return found[0]
-
 
 # One document per kind, each with a misspelt field deep inside it.
 UNKNOWN_FIELD_CASES = [
