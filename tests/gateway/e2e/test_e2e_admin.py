@@ -5,7 +5,8 @@ Istio's standard metrics and label names, and counts requests across both worker
 requests on N connections, which SO_REUSEPORT spreads over the workers (checked in /proc:
 each worker holds some of them), sum to exactly N. ``promtool check metrics`` parses the
 output; its only complaint may be the one that Istio's own metric name
-``istio_request_duration_milliseconds`` always draws.
+``istio_request_duration_milliseconds`` always draws. A real Prometheus scrapes the admin
+port and answers a PromQL query over Istio's labels with the same N.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.gateway.e2e.helpers import (
     open_socket,
     read_response,
     settings_yaml,
+    wait_until,
 )
 from tests.support.backends import HttpBackend
 from tests.support.gateway import GatewayProcess, free_port
@@ -222,3 +224,48 @@ def test_promtool_check_metrics(setup: Setup) -> None:
     assert not unexpected, problems
     # 0: clean; 3: lint findings only (all of them the known one, checked above).
     assert out.returncode in (0, 3), (out.returncode, problems)
+
+
+def test_real_prometheus_scrapes_and_answers_promql(setup: Setup, tmp_path: Path) -> None:
+    """Debian's Prometheus scrapes /metrics once a second; PromQL over Istio's labels gives
+    the requests the gateway served, as an Istio dashboard's query would."""
+    if shutil.which("prometheus") is None:
+        if not os.environ.get("CI"):
+            pytest.skip("prometheus is not installed (apt-get install prometheus)")
+        pytest.fail("prometheus is required in CI")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: isthmus\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{setup.gw.admin_port}']}}]\n"
+    )
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    query = (
+        'sum(istio_requests_total{reporter="source",destination_service_name="metrics",'
+        'response_code="200",request_protocol="http"})'
+    )
+
+    def answer() -> float | None:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query})
+        except httpx.HTTPError:
+            return None
+        result = r.json().get("data", {}).get("result", []) if r.status_code == 200 else []
+        return float(result[0]["value"][1]) if result else None
+
+    try:
+        assert wait_until(answer, timeout_s=30, interval_s=0.5, what="a PromQL answer") == N
+        up = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": "up"}).json()
+        assert up["data"]["result"][0]["value"][1] == "1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
