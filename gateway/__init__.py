@@ -1,0 +1,3 @@
+"""The data plane: one proxy engine in three roles (ingress, east-west, sidecar). See
+docs/architecture.md for its layers.
+"""

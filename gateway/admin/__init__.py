@@ -1,0 +1,3 @@
+"""The admin API (Starlette, served by uvicorn in the supervisor): /ready, /metrics, /config,
+/drain.
+"""

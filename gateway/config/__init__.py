@@ -1,0 +1,3 @@
+"""The configuration API: Kubernetes YAML validated into resources and compiled into an immutable,
+versioned Snapshot.
+"""
