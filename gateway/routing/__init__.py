@@ -1,1 +1,1 @@
-"""Sans-IO request routing: hostnames, matches and the per-port route table built from a snapshot."""
+"""Sans-IO request routing: hostnames, matches and the route table of each port."""
