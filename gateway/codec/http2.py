@@ -153,7 +153,6 @@ class H2Codec:
         # Set by a graceful GOAWAY: streams above it are refused, those below finish.
         self._goaway_last_stream: int | None = None
         self._extra_out: list[bytes] = []
-        self.remote_settings_received = False
         self.conn.initiate_connection()
         extra = connection_window_bytes - 65535
         if extra > 0:
@@ -217,7 +216,6 @@ class H2Codec:
                     )
                 sink.on_goaway(ev.last_stream_id or 0, int(ev.error_code or 0))
             elif isinstance(ev, h2.events.RemoteSettingsChanged):
-                self.remote_settings_received = True
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                     self._on_window(0)
                 sink.on_remote_settings()
@@ -350,11 +348,6 @@ class H2Codec:
             return False
         limit: int = self.conn.remote_settings.max_concurrent_streams
         return self.conn.open_outbound_streams < limit  # half-closed (local) streams count too
-
-    @property
-    def peer_max_concurrent_streams(self) -> int:
-        value: int = self.conn.remote_settings.max_concurrent_streams
-        return value
 
     # -- internals -----------------------------------------------------------------------------
 

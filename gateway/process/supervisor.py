@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +92,6 @@ class GatewaySupervisor:
         self.config = config
         self.snapshot: Snapshot | None = None
         self.last_error = ""
-        self.last_error_at = 0.0
         self.draining = False
         self.ready = False
         self._workers: list[_Worker] = []
@@ -210,7 +208,6 @@ class GatewaySupervisor:
 
     def _refuse(self, message: str) -> None:
         self.last_error = message
-        self.last_error_at = time.time()
         log.error("%s", message)
         print(message, file=sys.stderr, flush=True)
 

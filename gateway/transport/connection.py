@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
+from gateway.codec.http1_wire import simple_response
 from gateway.config.snapshot import Limits
 from gateway.transport.http1_server import H1ServerConnection
 from gateway.transport.http2_server import H2ServerConnection
@@ -317,10 +318,7 @@ class DownstreamConnection(asyncio.Protocol):
                 if isinstance(driver, H1ServerConnection):
                     driver.reject_timeout()
                 else:
-                    self.write(
-                        b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
-                        b"connection: close\r\n\r\n"
-                    )
+                    self.write(simple_response(408, b"", close=True))
                     self.close_after_write()
         elif now - self._wait_started > limits.idle_timeout_s:
             self.close_after_write()

@@ -46,7 +46,6 @@ class H1UpstreamConnection(asyncio.Protocol):
         self._response_done = True
         self._keep_alive = True
         self._tunnel: TunnelSink | None = None
-        self.received_any = False
 
     def __repr__(self) -> str:
         state = "idle" if self.handler is None else "active"
@@ -69,7 +68,6 @@ class H1UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection: the server broke protocol; do not reuse it.
             self._close()
             return
-        self.received_any = True
         try:
             parser.feed(data)
         except H1Error as err:
@@ -133,7 +131,6 @@ class H1UpstreamConnection(asyncio.Protocol):
 
     def bind(self, handler: UpstreamHandler) -> H1UpstreamConnection:
         self.handler = handler
-        self.received_any = False
         self._response_done = False
         self._request_done = False
         self._keep_alive = True

@@ -298,10 +298,7 @@ class H2UpstreamConnection(asyncio.Protocol):
             self.closed = True
             if self.transport is not None:
                 self.codec.close()
-                self.flush_direct()
+                data = self.codec.data_to_send()
+                if data:
+                    self.transport.write(data)  # the GOAWAY, before the close
                 self.transport.close()
-
-    def flush_direct(self) -> None:
-        data = self.codec.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)

@@ -384,6 +384,28 @@ class _LoopThread:
     def call(self, coro: Any, timeout_s: float = 10.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
+    def serve(
+        self, handler: Any, sock: socket.socket, ssl_ctx: ssl.SSLContext | None = None
+    ) -> asyncio.Server:
+        """Start an asyncio stream server on ``sock`` in this loop."""
+
+        async def serve() -> asyncio.Server:
+            return await asyncio.start_server(handler, sock=sock, ssl=ssl_ctx)
+
+        server: asyncio.Server = self.call(serve())
+        return server
+
+    def stop_server(self, server: asyncio.Server | None) -> None:
+        """Close ``server`` (if any), then stop the loop."""
+        if server is not None:
+
+            async def close() -> None:
+                server.close()
+
+            with contextlib.suppress(Exception):
+                self.call(close())
+        self.stop()
+
     def stop(self) -> None:
         async def cancel_all() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -656,23 +678,11 @@ class H2cBackend(_Recorder):
         self._loop.start()
         sock = _listening_socket()
         self.port = sock.getsockname()[1]
-
-        async def serve() -> asyncio.Server:
-            return await asyncio.start_server(self._handle, sock=sock)
-
-        self._server = self._loop.call(serve())
+        self._server = self._loop.serve(self._handle, sock)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            server = self._server
-
-            async def close() -> None:
-                server.close()
-
-            with contextlib.suppress(Exception):
-                self._loop.call(close())
-        self._loop.stop()
+        self._loop.stop_server(self._server)
 
 
 # -- gRPC (grpcio, generic handlers over raw bytes) ---------------------------------------------
@@ -812,20 +822,8 @@ class TlsEchoBackend:
         self._loop.start()
         sock = _listening_socket()
         self.port = sock.getsockname()[1]
-
-        async def serve() -> asyncio.Server:
-            return await asyncio.start_server(self._handle, sock=sock, ssl=ctx)
-
-        self._server = self._loop.call(serve())
+        self._server = self._loop.serve(self._handle, sock, ctx)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            server = self._server
-
-            async def close() -> None:
-                server.close()
-
-            with contextlib.suppress(Exception):
-                self._loop.call(close())
-        self._loop.stop()
+        self._loop.stop_server(self._server)
