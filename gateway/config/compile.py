@@ -4,7 +4,7 @@ Called by the proxy process (startup and reload) and the ``isthmus`` CLI, usuall
 :func:`load_snapshot`. The steps: Services and EndpointSlices become clusters
 (``clusters``); routes are translated with their references resolved (``translate``,
 ``refs``); routes attach to Gateway listeners (``attach``); listeners are grouped into port
-bindings (``listeners``); ProxySettings become the limits. The same resources always give the
+bindings (``listeners``); ProxySettings become the limits, the node and the telemetry settings. The same resources always give the
 same snapshot and so the same version hash.
 """
 
@@ -28,7 +28,7 @@ from gateway.config.listeners import build_ports, check_conflicts
 from gateway.config.loader import load_directory
 from gateway.config.refs import Resolver
 from gateway.config.resources import Resources
-from gateway.config.snapshot import Limits, Snapshot
+from gateway.config.snapshot import Limits, Node, Snapshot, Telemetry
 from gateway.config.translate import grpc_route_config, http_route_config, tls_route_config
 
 
@@ -51,6 +51,8 @@ def compile_resources(resources: Resources) -> Snapshot:
         ports=ports,
         clusters=build_clusters(resources.of_kind(Service), resources.of_kind(EndpointSlice)),
         limits=settings[0].limits() if settings else Limits(),
+        node=settings[0].node() if settings else Node(),
+        telemetry=settings[0].telemetry() if settings else Telemetry(),
         unresolved=tuple(
             sorted(resolver.unresolved, key=lambda u: (u.source, u.field, u.target, u.reason))
         ),

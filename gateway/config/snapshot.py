@@ -20,7 +20,8 @@ PathMatchType = Literal["Exact", "PathPrefix", "RegularExpression"]
 StringMatchType = Literal["Exact", "RegularExpression"]
 ListenerProtocol = Literal["HTTP", "HTTPS", "TLS"]
 UpstreamProtocol = Literal["http1", "h2c"]
-LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST"]
+LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"]
+UNLIMITED = 2**32 - 1  # Istio's "no limit" for connection pool counts
 
 
 class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,7 +32,15 @@ class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 class Endpoint(Struct, frozen=True):
-    """One address of a Service port, from an EndpointSlice."""
+    """One address of a Service port, from an EndpointSlice.
+
+    The locality is ``region``/``zone``/``subzone``: ``zone`` is the EndpointSlice endpoint's
+    ``zone``; region and subzone come from the labels ``topology.kubernetes.io/region`` and
+    ``topology.istio.io/subzone`` of the Node or Pod behind it (or, locally, of the
+    EndpointSlice). ``labels`` are the labels ``failoverPriority`` compares.
+    ``workload`` and ``service_account`` name what runs behind the address, for the
+    ``destination_*`` metric labels and (later) the expected peer identity.
+    """
 
     address: str
     port: int
@@ -40,19 +49,108 @@ class Endpoint(Struct, frozen=True):
     terminating: bool = False
     zone: str | None = None
     hostname: str | None = None
+    region: str | None = None
+    subzone: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    workload: str | None = None
+    service_account: str | None = None
+
+
+class ConnectionPool(Struct, frozen=True):
+    """DestinationRule ``trafficPolicy.connectionPool``; the defaults are Istio's (no limits).
+
+    Like Envoy's circuit breakers, the limits hold per cluster; each worker process enforces
+    them on its own share of the traffic.
+    """
+
+    max_connections: int = UNLIMITED  # tcp.maxConnections
+    connect_timeout_s: float = 10.0  # tcp.connectTimeout
+    http1_max_pending_requests: int = UNLIMITED  # waiting for a connection
+    http2_max_requests: int = UNLIMITED  # requests in flight to the cluster
+    max_requests_per_connection: int = 0  # 0: unlimited
+    max_retries: int = UNLIMITED  # retries in flight to the cluster
+    idle_timeout_s: float | None = None  # None: the proxy's upstreamIdleTimeoutSeconds
+
+
+class OutlierDetection(Struct, frozen=True):
+    """DestinationRule ``trafficPolicy.outlierDetection``. Present only when a rule sets it
+    (as in Istio: no DestinationRule, no ejection). 0 disables a consecutive-error trigger."""
+
+    consecutive_5xx_errors: int = 5
+    consecutive_gateway_errors: int = 0
+    interval_s: float = 10.0
+    base_ejection_time_s: float = 30.0
+    max_ejection_percent: int = 10
+    min_health_percent: int = 0
+
+
+class HashCookie(Struct, frozen=True):
+    name: str
+    path: str | None = None
+    ttl_s: float | None = None  # set: the proxy makes the cookie when the request has none
+
+
+class ConsistentHash(Struct, frozen=True):
+    """``loadBalancer.consistentHash``: exactly one key source is set. A ring hash."""
+
+    header: str | None = None  # lower-case
+    cookie: HashCookie | None = None
+    use_source_ip: bool = False
+    minimum_ring_size: int = 1024
+
+
+class LocalityShare(Struct, frozen=True):
+    """``distribute`` entry: traffic from ``from_`` goes to the localities of ``to`` by
+    weight (percent). Locality patterns are ``region/zone/subzone`` with ``*`` allowed."""
+
+    from_: str = msgspec.field(name="from")
+    to: tuple[tuple[str, int], ...]
+
+
+class LocalityFailover(Struct, frozen=True):
+    from_: str = msgspec.field(name="from")
+    to: str
+
+
+class LocalityLb(Struct, frozen=True):
+    """``loadBalancer.localityLbSetting``. Locality-aware routing is on when this is set and
+    ``enabled``; as in Istio it acts on failover only together with outlier detection or
+    active health checks that can find endpoints unhealthy."""
+
+    enabled: bool = True
+    distribute: tuple[LocalityShare, ...] = ()
+    failover: tuple[LocalityFailover, ...] = ()
+    failover_priority: tuple[str, ...] = ()
+
+
+class HealthCheck(Struct, frozen=True):
+    """Active HTTP health checking, from the Service annotations ``health.isthmus.dev/*``."""
+
+    path: str = "/healthz"
+    interval_s: float = 5.0
+    timeout_s: float = 1.0
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    port: int | None = None  # None: the endpoint's own port
+    expected_statuses: tuple[int, ...] = ()  # empty: any 2xx
 
 
 class Cluster(Struct, frozen=True):
     """A group of endpoints that requests are balanced over: one Service port.
 
-    ``name`` is ``<namespace>/<service>:<port>``.
+    ``name`` is ``<namespace>/<service>:<port>``. The traffic policy comes from the Service's
+    annotations and a DestinationRule whose ``host`` is the Service.
     """
 
     name: str
     protocol: UpstreamProtocol = "http1"
     endpoints: tuple[Endpoint, ...] = ()
     lb_policy: LbPolicy = "ROUND_ROBIN"
-    connect_timeout_s: float = 5.0
+    pool: ConnectionPool = ConnectionPool()
+    outlier: OutlierDetection | None = None
+    consistent_hash: ConsistentHash | None = None
+    locality_lb: LocalityLb | None = None
+    health_check: HealthCheck | None = None
 
 
 # --- HTTP routing --------------------------------------------------------------------------
@@ -142,12 +240,27 @@ class WeightedBackend(Struct, frozen=True):
     weight: int = 1
 
 
+class RetryPolicy(Struct, frozen=True):
+    """HTTPRoute ``retry`` (Gateway API, experimental). ``retries`` is ``attempts``: how many
+    times a request may be tried again after the first try. A try is retried on a connect
+    failure, a reset or a timeout of the try, and on the response ``codes``. Backoff is
+    exponential with full jitter from ``backoff_base_s`` (``backoff``; Envoy's 25 ms when
+    unset) up to ten times that."""
+
+    retries: int = 1
+    codes: tuple[int, ...] = ()
+    backoff_base_s: float = 0.025
+
+
 class RouteRule(Struct, frozen=True):
+    """``backend_request_timeout_s`` (``timeouts.backendRequest``) bounds each try."""
+
     matches: tuple[RouteMatch, ...] = (RouteMatch(path=PathMatch()),)
     filters: tuple[RouteFilter, ...] = ()
     backends: tuple[WeightedBackend, ...] = ()
     request_timeout_s: float | None = None
     backend_request_timeout_s: float | None = None
+    retry: RetryPolicy | None = None
 
 
 class HTTPRouteConfig(Struct, frozen=True):
@@ -229,6 +342,53 @@ class Limits(Struct, frozen=True):
     drain_timeout_s: float = 30.0
     upstream_idle_timeout_s: float = 60.0
     upstream_max_idle_per_endpoint: int = 1024
+    # Retries may add at most this share of the requests in flight to a cluster (Envoy's
+    # retry budget), but always allow this many concurrent retries.
+    retry_budget_percent: float = 20.0
+    retry_budget_min_concurrency: int = 3
+    # A request body is kept for a retry up to this size; beyond it the request is not
+    # retried once its body has started to flow.
+    retry_buffer_bytes: int = 64 * 1024
+
+
+# --- who this proxy is, and what it reports --------------------------------------------
+
+
+class Node(Struct, frozen=True):
+    """The proxy's own identity and place: the fixed ``source_*`` (or ``destination_*``)
+    metric labels, the locality that locality-aware balancing prefers, and the labels that
+    ``failoverPriority`` matches endpoints against."""
+
+    workload: str = "isthmus-ingress"
+    namespace: str = "default"
+    cluster: str = "Kubernetes"
+    trust_domain: str = "cluster.local"
+    region: str | None = None
+    zone: str | None = None
+    subzone: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class Tracing(Struct, frozen=True):
+    """OpenTelemetry tracing. Sampling is parent-based: a request that carries a sampling
+    decision keeps it; others are sampled at ``sampling_percent`` (Istio's default: 1%)."""
+
+    sampling_percent: float = 1.0
+    otlp_endpoint: str | None = None  # OTLP http/protobuf, e.g. http://host:4318/v1/traces
+    zipkin_endpoint: str | None = None  # Zipkin JSON v2, e.g. http://host:9411/api/v2/spans
+    service_name: str | None = None  # None: the node's workload
+
+
+class AccessLog(Struct, frozen=True):
+    """JSON-lines access log. ``path`` ``-`` is standard output."""
+
+    path: str = "-"
+    sampling_percent: float = 100.0
+
+
+class Telemetry(Struct, frozen=True):
+    tracing: Tracing | None = None
+    access_log: AccessLog | None = None
 
 
 # --- diagnostics ---------------------------------------------------------------------------
@@ -253,6 +413,8 @@ class Snapshot(Struct, frozen=True):
     ports: tuple[PortBinding, ...] = ()
     clusters: tuple[Cluster, ...] = ()
     limits: Limits = Limits()
+    node: Node = Node()
+    telemetry: Telemetry = Telemetry()
     unresolved: tuple[UnresolvedRef, ...] = ()
 
     def with_version(self) -> Snapshot:

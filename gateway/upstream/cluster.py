@@ -67,13 +67,13 @@ class ClusterManager:
                 if (
                     pool is None
                     or pool.protocol != cfg.protocol
-                    or pool.connect_timeout_s != cfg.connect_timeout_s
+                    or pool.connect_timeout_s != cfg.pool.connect_timeout_s
                 ):
                     pool = EndpointPool(
                         ep.address,
                         ep.port,
                         protocol=cfg.protocol,
-                        connect_timeout_s=cfg.connect_timeout_s,
+                        connect_timeout_s=cfg.pool.connect_timeout_s,
                         buffer_bytes=limits.stream_buffer_bytes,
                         max_idle=limits.upstream_max_idle_per_endpoint,
                         zone=ep.zone,

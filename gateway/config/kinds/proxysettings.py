@@ -1,9 +1,10 @@
-"""``isthmus.dev/v1alpha1 ProxySettings``: the proxy's limits on bad input (DESIGN.md §4).
+"""``isthmus.dev/v1alpha1 ProxySettings``: the proxy's limits, identity and telemetry.
 
 At most one ProxySettings object may be loaded (its namespace and name are free). The loader
-validates it; ``gateway.config.compile`` maps it onto the snapshot's ``Limits``
-(``*Seconds`` fields become ``*_s``). Every field is optional; an unset field keeps the
-default of ``gateway.config.snapshot.Limits``.
+validates it; ``gateway.config.compile`` maps its limit fields onto the snapshot's ``Limits``
+(``*Seconds`` fields become ``*_s``), ``node`` onto ``Node`` and ``telemetry`` onto
+``Telemetry``. Every field is optional; an unset field keeps the default of
+``gateway.config.snapshot``.
 
 =================================  =========================================================
 spec field                         meaning (unit in the name)
@@ -23,6 +24,15 @@ spec field                         meaning (unit in the name)
 ``drainTimeoutSeconds``            how long in-flight requests get on SIGTERM (>= 0)
 ``upstreamIdleTimeoutSeconds``     idle pooled upstream connections are closed (> 0)
 ``upstreamMaxIdlePerEndpoint``     idle pooled connections kept per endpoint (>= 0)
+``retryBudgetPercent``             retries in flight, as a share of requests (0 to 100)
+``retryBudgetMinConcurrency``      retries always allowed in flight per cluster (>= 0)
+``retryBufferBytes``               request body kept for a retry (>= 0)
+``node``                           ``cluster``, ``workload``, ``namespace``,
+                                   ``trustDomain``, ``locality`` (``region/zone/subzone``),
+                                   ``labels``
+``telemetry.tracing``              ``randomSamplingPercentage``, ``otlp.endpoint``,
+                                   ``zipkin.endpoint``, ``serviceName``
+``telemetry.accessLog``            ``path`` (``-`` for stdout), ``samplingPercentage``
 =================================  =========================================================
 """
 
@@ -33,11 +43,73 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.config.kinds.meta import ISTHMUS_GROUP, Object
-from gateway.config.schema import Model
-from gateway.config.snapshot import Limits
+from gateway.config.schema import Model, expect
+from gateway.config.snapshot import AccessLog, Limits, Node, Telemetry, Tracing
 
 Count = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Url = Annotated[str, expect("an http(s) URL", pattern=r"^https?://[^\s/]+(/\S*)?$")]
+Locality = Annotated[
+    str, expect("a locality region[/zone[/subzone]]", pattern=r"^[^/\s]+(/[^/\s]*){0,2}$")
+]
+
+
+class NodeSpec(Model, frozen=True, kw_only=True):
+    cluster: str | None = None
+    workload: str | None = None
+    namespace: str | None = None
+    trust_domain: str | None = None
+    locality: Locality | None = None
+    labels: dict[str, str] = {}
+
+    def node(self) -> Node:
+        region, zone, subzone = ((self.locality or "").split("/") + ["", "", ""])[:3]
+        base = Node()
+        return Node(
+            cluster=self.cluster or base.cluster,
+            workload=self.workload or base.workload,
+            namespace=self.namespace or base.namespace,
+            trust_domain=self.trust_domain or base.trust_domain,
+            region=region or None,
+            zone=zone or None,
+            subzone=subzone or None,
+            labels=tuple(sorted(self.labels.items())),
+        )
+
+
+class Endpoint(Model, frozen=True, kw_only=True):
+    endpoint: Url
+
+
+class TracingSpec(Model, frozen=True, kw_only=True):
+    random_sampling_percentage: Percent = 1.0
+    otlp: Endpoint | None = None
+    zipkin: Endpoint | None = None
+    service_name: str | None = None
+
+
+class AccessLogSpec(Model, frozen=True, kw_only=True):
+    path: str = "-"
+    sampling_percentage: Percent = 100.0
+
+
+class TelemetrySpec(Model, frozen=True, kw_only=True):
+    tracing: TracingSpec | None = None
+    access_log: AccessLogSpec | None = None
+
+    def telemetry(self) -> Telemetry:
+        tracing = access_log = None
+        if (t := self.tracing) is not None:
+            tracing = Tracing(
+                sampling_percent=t.random_sampling_percentage,
+                otlp_endpoint=t.otlp.endpoint if t.otlp else None,
+                zipkin_endpoint=t.zipkin.endpoint if t.zipkin else None,
+                service_name=t.service_name,
+            )
+        if (a := self.access_log) is not None:
+            access_log = AccessLog(path=a.path, sampling_percent=a.sampling_percentage)
+        return Telemetry(tracing=tracing, access_log=access_log)
 
 
 class ProxySettingsSpec(Model, frozen=True, kw_only=True):
@@ -56,6 +128,15 @@ class ProxySettingsSpec(Model, frozen=True, kw_only=True):
     drain_timeout_seconds: Annotated[float, msgspec.Meta(ge=0)] | None = None
     upstream_idle_timeout_seconds: Seconds | None = None
     upstream_max_idle_per_endpoint: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retry_budget_percent: Percent | None = None
+    retry_budget_min_concurrency: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retry_buffer_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    node: NodeSpec | None = None
+    telemetry: TelemetrySpec | None = None
+
+
+# Spec fields that are not limits.
+_NOT_LIMITS = ("node", "telemetry")
 
 
 class ProxySettings(Object, frozen=True, kw_only=True):
@@ -68,10 +149,19 @@ class ProxySettings(Object, frozen=True, kw_only=True):
         """The snapshot limits: defaults, overridden by every field that is set."""
         changes: dict[str, Any] = {}
         for field in msgspec.structs.fields(self.spec):
+            if field.name in _NOT_LIMITS:
+                continue
             value = getattr(self.spec, field.name)
             if value is not None:
                 changes[limits_field(field.name)] = value
         return msgspec.structs.replace(Limits(), **changes)
+
+    def node(self) -> Node:
+        return self.spec.node.node() if self.spec.node is not None else Node()
+
+    def telemetry(self) -> Telemetry:
+        t = self.spec.telemetry
+        return t.telemetry() if t is not None else Telemetry()
 
 
 def limits_field(spec_field: str) -> str:

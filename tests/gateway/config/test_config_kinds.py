@@ -270,7 +270,7 @@ def test_service_rules(write: Writer) -> None:
         kind: Service
         metadata:
           name: web
-          annotations: {isthmus.dev/lb-policy: RANDOM}
+          annotations: {isthmus.dev/lb-policy: MAGLEV}
         spec:
           type: ExternalName
           ports:
@@ -290,7 +290,7 @@ def test_service_rules(write: Writer) -> None:
         kind: Service
         metadata:
           name: web
-          annotations: {isthmus.dev/lb-policy: RANDOM}
+          annotations: {isthmus.dev/lb-policy: MAGLEV}
         spec:
           ports:
             - {port: 80}
@@ -300,7 +300,7 @@ def test_service_rules(write: Writer) -> None:
     assert [(p.path, p.message) for p in found] == [
         (
             'metadata.annotations["isthmus.dev/lb-policy"]',
-            '"RANDOM" is not a load-balancing policy; use one of ROUND_ROBIN, LEAST_REQUEST',
+            '"MAGLEV" is not a load-balancing policy; use one of ROUND_ROBIN, LEAST_REQUEST, RANDOM',
         ),
         ("spec.ports[0].name", "required when a Service has several ports"),
         ("spec.ports[1].port", "duplicate port 80"),
@@ -380,7 +380,7 @@ def test_bad_secrets(
 
 def test_proxysettings_fields_map_onto_limits(write: Writer) -> None:
     spec_fields = {limits_field(f) for f in ProxySettingsSpec.__struct_fields__}
-    assert spec_fields == set(Limits.__struct_fields__)
+    assert spec_fields - {"node", "telemetry"} == set(Limits.__struct_fields__)
     path = write(
         "settings.yaml",
         """
@@ -398,6 +398,45 @@ def test_proxysettings_fields_map_onto_limits(write: Writer) -> None:
     assert (limits.header_timeout_s, limits.h2_max_frame_bytes) == (2.5, 32768)
     assert limits.upstream_max_idle_per_endpoint == 0
     assert limits.max_header_bytes == Limits().max_header_bytes
+
+
+def test_proxysettings_node_and_telemetry(write: Writer) -> None:
+    path = write(
+        "settings.yaml",
+        """
+        apiVersion: isthmus.dev/v1alpha1
+        kind: ProxySettings
+        metadata: {name: node}
+        spec:
+          node: {cluster: east, workload: gw, locality: us-east/us-east-1a, labels: {tier: edge}}
+          telemetry:
+            tracing: {randomSamplingPercentage: 50, otlp: {endpoint: "http://127.0.0.1:4318/v1/traces"}}
+            accessLog: {path: "-", samplingPercentage: 10}
+        """,
+    )
+    (settings,) = load_directory(path).of_kind(ProxySettings)
+    node = settings.node()
+    assert (node.cluster, node.workload, node.region, node.zone, node.subzone) == (
+        "east", "gw", "us-east", "us-east-1a", None)  # fmt: skip
+    assert node.labels == (("tier", "edge"),)
+    telemetry = settings.telemetry()
+    assert telemetry.tracing is not None and telemetry.tracing.sampling_percent == 50
+    assert telemetry.tracing.otlp_endpoint == "http://127.0.0.1:4318/v1/traces"
+    assert telemetry.access_log is not None and telemetry.access_log.sampling_percent == 10
+
+
+def test_proxysettings_bad_tracing_endpoint_is_named(write: Writer) -> None:
+    problem = one_problem(
+        write,
+        """
+        apiVersion: isthmus.dev/v1alpha1
+        kind: ProxySettings
+        metadata: {name: node}
+        spec:
+          telemetry: {tracing: {zipkin: {endpoint: "not a url"}}}
+        """,
+    )
+    assert problem.path == "spec.telemetry.tracing.zipkin.endpoint"
 
 
 def test_proxysettings_bounds(write: Writer) -> None:
