@@ -4,8 +4,8 @@ Called by the proxy process (startup and reload) and the ``isthmus`` CLI, usuall
 :func:`load_snapshot`. The steps: Services and EndpointSlices become clusters
 (``clusters``); routes are translated with their references resolved (``translate``,
 ``refs``); routes attach to Gateway listeners (``attach``); listeners are grouped into port
-bindings (``listeners``); ProxySettings become the limits, the node and the telemetry settings. The same resources always give the
-same snapshot and so the same version hash.
+bindings (``listeners``); ProxySettings become the limits, the node and the telemetry
+settings. The same resources always give the same snapshot and so the same version hash.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class NodeSpec(Model, frozen=True, kw_only=True):
     labels: dict[str, str] = {}
 
     def node(self) -> Node:
-        region, zone, subzone = ((self.locality or "").split("/") + ["", "", ""])[:3]
+        region, zone, subzone = [*(self.locality or "").split("/"), "", ""][:3]
         base = Node()
         return Node(
             cluster=self.cluster or base.cluster,

@@ -300,7 +300,8 @@ def test_service_rules(write: Writer) -> None:
     assert [(p.path, p.message) for p in found] == [
         (
             'metadata.annotations["isthmus.dev/lb-policy"]',
-            '"MAGLEV" is not a load-balancing policy; use one of ROUND_ROBIN, LEAST_REQUEST, RANDOM',
+            '"MAGLEV" is not a load-balancing policy; '
+            "use one of ROUND_ROBIN, LEAST_REQUEST, RANDOM",
         ),
         ("spec.ports[0].name", "required when a Service has several ports"),
         ("spec.ports[1].port", "duplicate port 80"),
