@@ -19,9 +19,11 @@ from gateway.config.kinds.grpcroute import GRPCMethodMatchSpec, GRPCRouteFilterS
 from gateway.config.kinds.httproute import (
     HTTPRouteFilterSpec,
     HTTPRouteMatchSpec,
+    HTTPRouteRetry,
     PathModifierSpec,
     timeout_seconds,
 )
+from gateway.config.kinds.meta import parse_duration
 from gateway.config.kinds.route_parts import BackendRef, HeaderModifierSpec
 from gateway.config.refs import Resolver
 from gateway.config.schema import item, join
@@ -36,6 +38,7 @@ from gateway.config.snapshot import (
     RequestMirrorFilter,
     RequestRedirectFilter,
     ResponseHeaderModifierFilter,
+    RetryPolicy,
     RouteFilter,
     RouteMatch,
     RouteRule,
@@ -61,6 +64,7 @@ def http_route_config(route: HTTPRoute, resolver: Resolver) -> HTTPRouteConfig:
                 backend_request_timeout_s=timeout_seconds(
                     timeouts.backend_request if timeouts else None
                 ),
+                retry=_retry(rule.retry),
             )
         )
     return HTTPRouteConfig(
@@ -71,6 +75,18 @@ def http_route_config(route: HTTPRoute, resolver: Resolver) -> HTTPRouteConfig:
         rules=tuple(rules),
         creation_timestamp=route.metadata.creation_timestamp,
     )
+
+
+def _retry(spec: HTTPRouteRetry | None) -> RetryPolicy | None:
+    """``retry`` for the snapshot; ``attempts: 0`` turns retries off. Unset ``attempts``
+    means one retry (the number is left to implementations; Envoy's default is one)."""
+    if spec is None:
+        return None
+    retries = 1 if spec.attempts is None else spec.attempts
+    if retries == 0:
+        return None
+    base = parse_duration(spec.backoff) if spec.backoff else RetryPolicy().backoff_base_s
+    return RetryPolicy(retries=retries, codes=tuple(sorted(set(spec.codes))), backoff_base_s=base)
 
 
 def grpc_route_config(route: GRPCRoute, resolver: Resolver) -> HTTPRouteConfig:

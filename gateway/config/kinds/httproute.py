@@ -5,9 +5,10 @@ Validated by the loader; ``gateway.config.translate`` compiles each route into a
 
 Implemented: matches on path (Exact, PathPrefix, RegularExpression), headers and query
 parameters (Exact, RegularExpression) and method; the filters RequestHeaderModifier,
-ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror; ``timeouts``.
-Rejected: ExtensionRef filters (not yet), CORS and ExternalAuth filters, backendRef filters,
-``retry`` (not yet) and ``sessionPersistence``. Regular expressions use Python syntax.
+ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror; ``timeouts``;
+``retry`` (experimental: ``codes``, ``attempts``, ``backoff``).
+Rejected: ExtensionRef filters (not yet), CORS and ExternalAuth filters, backendRef filters
+and ``sessionPersistence``. Regular expressions use Python syntax.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from gateway.config.kinds.route_parts import (
     mirror_issues,
     parent_ref_issues,
 )
-from gateway.config.schema import NOT_SUPPORTED, NOT_YET, FieldIssue, Model, expect, item, join
+from gateway.config.schema import NOT_SUPPORTED, FieldIssue, Model, expect, item, join
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 StringMatch = Literal["Exact", "RegularExpression"]
@@ -134,14 +135,27 @@ class HTTPRouteTimeouts(Model, frozen=True, kw_only=True):
     backend_request: Duration | None = None
 
 
+RetryCode = Annotated[int, msgspec.Meta(ge=400, le=599)]
+
+
+class HTTPRouteRetry(Model, frozen=True, kw_only=True):
+    """Gateway API ``HTTPRouteRetry`` (GEP-1731). ``attempts`` is the number of retries after
+    the first try; connect failures, resets and per-try timeouts are always retryable."""
+
+    codes: Annotated[tuple[RetryCode, ...], msgspec.Meta(max_length=32)] = ()
+    attempts: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    backoff: Duration | None = None
+
+
 class HTTPRouteRuleSpec(Model, frozen=True, kw_only=True):
-    unsupported_fields = {"sessionPersistence": NOT_SUPPORTED, "retry": NOT_YET}
+    unsupported_fields = {"sessionPersistence": NOT_SUPPORTED}
 
     name: SectionName | None = None
     matches: Annotated[tuple[HTTPRouteMatchSpec, ...], msgspec.Meta(max_length=64)] = ()
     filters: Annotated[tuple[HTTPRouteFilterSpec, ...], msgspec.Meta(max_length=16)] = ()
     backend_refs: Annotated[tuple[BackendRef, ...], msgspec.Meta(max_length=16)] = ()
     timeouts: HTTPRouteTimeouts | None = None
+    retry: HTTPRouteRetry | None = None
 
 
 class HTTPRouteSpec(Model, frozen=True, kw_only=True):

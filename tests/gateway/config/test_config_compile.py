@@ -17,6 +17,7 @@ from gateway.config.snapshot import (
     Endpoint,
     Listener,
     RequestMirrorFilter,
+    RetryPolicy,
     Snapshot,
     UnresolvedRef,
     WeightedBackend,
@@ -417,3 +418,58 @@ def test_timeouts_use_gateway_api_durations(write: Writer) -> None:
         "HTTPRoute default/detached",
         "no parentRefs: not attached",
     )
+
+
+def test_httproute_retry_compiles(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent(
+            """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web}
+            spec: {ports: [{port: 80}]}
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: Gateway
+            metadata: {name: gw}
+            spec:
+              gatewayClassName: isthmus
+              listeners: [{name: http, port: 8080, protocol: HTTP}]
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {name: r}
+            spec:
+              parentRefs: [{name: gw}]
+              rules:
+              - backendRefs: [{name: web, port: 80}]
+                retry: {codes: [503, 502, 503], attempts: 3, backoff: 100ms}
+              - backendRefs: [{name: web, port: 80}]
+                retry: {attempts: 0}
+              - backendRefs: [{name: web, port: 80}]
+                retry: {codes: [500]}
+            """
+        )
+    )
+    snap = load_snapshot(tmp_path)
+    rules = snap.ports[0].listeners[0].http_routes[0].rules
+    assert rules[0].retry == RetryPolicy(retries=3, codes=(502, 503), backoff_base_s=0.1)
+    assert rules[1].retry is None
+    assert rules[2].retry == RetryPolicy(retries=1, codes=(500,))
+
+
+def test_httproute_retry_bad_code_is_named(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        textwrap.dedent(
+            """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {name: r}
+            spec:
+              rules: [{retry: {codes: [200]}}]
+            """
+        )
+    )
+    with pytest.raises(ConfigError) as err:
+        load_snapshot(tmp_path)
+    assert "spec.rules[0].retry.codes[0]" in str(err.value)

@@ -28,11 +28,6 @@ def route(spec: str) -> str:
             "not supported by isthmus",
         ),
         (
-            "rules: [{retry: {attempts: 2}}]",
-            "spec.rules[0].retry",
-            "not supported by isthmus yet",
-        ),
-        (
             "rules: [{backendRefs: [{name: a, port: 80, filters: []}]}]",
             "spec.rules[0].backendRefs[0].filters",
             "not supported by isthmus (filters on a backendRef); put them on the rule",
