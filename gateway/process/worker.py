@@ -57,7 +57,7 @@ async def serve(control_fd: int) -> int:
                 except ApplyError as exc:
                     await control.send(writer, control.Result(ok=False, error=str(exc)))
             elif isinstance(msg, control.Collect):
-                await control.send(writer, control.Collected(stats=engine.stats.dump()))
+                await control.send(writer, control.Collected(stats=engine.collect()))
             elif isinstance(msg, control.Drain):
                 await engine.drain(msg.deadline_s)
                 await control.send(writer, control.Result(ok=True))

@@ -7,13 +7,22 @@ narrow surface rather than the whole engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.config.snapshot import Limits
 from gateway.proxy.tasks import Supervisor
-from gateway.telemetry.stats import RequestKey, Stats
+from gateway.telemetry.stats import Stats
 from gateway.upstream.cluster import ClusterManager
+
+if TYPE_CHECKING:
+    from gateway.proxy.exchange import Exchange
+
+
+class RequestObserver(Protocol):
+    """Sees every finished request: the access log and traces hang off it."""
+
+    def exchange_done(self, exchange: Exchange, status: int, duration_ms: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -23,6 +32,5 @@ class EngineContext:
     supervisor: Supervisor
     stats: Stats
     limits: Limits
-    # Called once per finished request with its stats key and figures; the access log will
-    # hang off the same call.
-    on_complete: Callable[[RequestKey, float, int, int], None] | None = None
+    # Set when access logging or tracing is on; None keeps the hot path free of both.
+    observer: RequestObserver | None = None

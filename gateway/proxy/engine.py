@@ -22,7 +22,7 @@ from gateway.proxy.context import EngineContext
 from gateway.proxy.http import HttpProxy
 from gateway.proxy.passthrough import TlsRouter
 from gateway.proxy.tasks import Supervisor
-from gateway.telemetry.stats import Stats
+from gateway.telemetry.stats import Stats, StatsDump
 from gateway.transport.connection import ConnectionTracker
 from gateway.transport.listener import PortListener
 from gateway.transport.passthrough import PassthroughConnection
@@ -80,7 +80,7 @@ class Engine:
             raise ApplyError(str(exc)) from exc
         # Commit: nothing below may fail for reasons of the snapshot's content.
         self.ctx.limits = snap.limits
-        self.clusters.apply(snap.clusters, snap.limits)
+        self.clusters.apply(snap.clusters, snap.limits, snap.node)
         keep: dict[tuple[str, int], PortListener] = {}
         for p in plans:
             key = (p.binding.address, p.binding.port)
@@ -146,6 +146,21 @@ class Engine:
             return PassthroughConnection(tracker, router, self.supervisor.spawn)
 
         return make
+
+    def collect(self) -> StatsDump:
+        """The worker's stats, with each cluster's circuit-breaker and health state."""
+        clusters: dict[str, list[float]] = {}
+        for name, c in self.clusters.clusters.items():
+            b = c.breaker
+            pools = c.pools.values()
+            clusters[name] = [
+                float(b.connections), float(b.pending), float(b.requests), float(b.retries),
+                float(b.retries_total), float(b.overflows),
+                float(b.ejections), float(c.ejected()),
+                float(c.selection.healthy), float(len(pools)),
+            ]  # fmt: skip
+        self.stats.clusters = clusters
+        return self.stats.dump()
 
     def _sweep(self) -> None:
         self.clusters.sweep(time.monotonic())

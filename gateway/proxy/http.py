@@ -17,6 +17,7 @@ from gateway.filters.base import HttpFilter, LocalReply, RequestContext
 from gateway.filters.chain import run_request
 from gateway.proxy.context import EngineContext
 from gateway.proxy.exchange import Exchange, copy_request
+from gateway.proxy.hashing import request_hash
 from gateway.proxy.local import LocalReplyHandler
 from gateway.proxy.mirror import NullStream
 from gateway.routing.table import RouteTable
@@ -108,10 +109,21 @@ class HttpProxy:
             protocol=protocol,
             request_timeout_s=rule.request_timeout_s,
             backend_timeout_s=rule.backend_request_timeout_s,
+            retry=rule.retry,
         )
+        upstream = self.engine.clusters.get(cluster)
+        if upstream is not None and upstream.config.consistent_hash is not None:
+            exchange.hash_key, exchange.set_cookie = request_hash(
+                upstream.config.consistent_hash, ctx
+            )
         if ctx.mirrors:
             exchange.mirrors = self._mirrors(stream, ctx, started, protocol)
-        exchange.start()
+        delay = ctx.delay_s
+        if delay > 0:
+            # A Fault delay: the request waits before it goes upstream (flag DI).
+            self.engine.loop.call_later(delay, exchange.start_delayed)
+        else:
+            exchange.start()
         return exchange
 
     def _continue(self, stream: ServerStream, request: RequestHead, value: bytes) -> None:
@@ -136,7 +148,7 @@ class HttpProxy:
         self, stream: ServerStream, reply: LocalReply, started: float, protocol: str
     ) -> StreamHandler:
         def record(s: ServerStream, r: LocalReply, ms: float) -> None:
-            key = ("", protocol, r.status, "", r.flag)
+            key = ("", protocol, r.status, "", r.flag, "")
             self.engine.stats.record_request(key, ms, 0, len(r.body))
 
         return LocalReplyHandler(stream, reply, record, started)

@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Never, TypeVar, overload
 
-from gateway.config.snapshot import HTTPRouteConfig, Listener, RouteRule, WeightedBackend
+from gateway.config.snapshot import (
+    HTTPRouteConfig,
+    Listener,
+    RetryPolicy,
+    RouteRule,
+    WeightedBackend,
+)
 from gateway.routing.hostnames import (
     HostIndex,
     intersect_hostnames,
@@ -63,6 +69,7 @@ class CompiledRule(Generic[F]):
         "backends",
         "filters",
         "request_timeout_s",
+        "retry",
         "rule",
     )
 
@@ -72,6 +79,7 @@ class CompiledRule(Generic[F]):
         self.backends: tuple[WeightedBackend, ...] = rule.backends
         self.request_timeout_s = rule.request_timeout_s
         self.backend_request_timeout_s = rule.backend_request_timeout_s
+        self.retry: RetryPolicy | None = rule.retry
         live = [b for b in rule.backends if b.weight > 0]
         self._clusters: tuple[str, ...] = tuple(b.cluster for b in live)
         cumulative: list[int] = []

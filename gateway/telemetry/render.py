@@ -21,7 +21,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-from gateway.telemetry.stats import DURATION_BUCKETS_MS, SIZE_BUCKETS_BYTES, RequestKey, Stats
+from gateway.config.snapshot import Node
+from gateway.telemetry.stats import (
+    CLUSTER_FIELDS,
+    DURATION_BUCKETS_MS,
+    SIZE_BUCKETS_BYTES,
+    RequestKey,
+    Stats,
+)
 
 _REQUEST_LABELS = (
     "reporter",
@@ -59,6 +66,19 @@ class ProxyIdentity:
     domain: str = "cluster.local"
 
 
+def identity_of(node: Node, base: ProxyIdentity) -> ProxyIdentity:
+    """The labels of a proxy whose snapshot names its node: the snapshot's node wins over
+    the command line's defaults where it differs from the defaults."""
+    default = Node()
+    return ProxyIdentity(
+        workload=node.workload if node.workload != default.workload else base.workload,
+        namespace=node.namespace if node.namespace != default.namespace else base.namespace,
+        cluster=node.cluster if node.cluster != default.cluster else base.cluster,
+        reporter=base.reporter,
+        domain=node.trust_domain,
+    )
+
+
 def _destination(cluster: str, domain: str) -> tuple[str, str, str]:
     """``ns/svc:port`` → (FQDN, name, namespace)."""
     if not cluster:
@@ -78,7 +98,7 @@ class _Collector:
         self.workers = workers
 
     def _labels(self, key: RequestKey) -> list[str]:
-        cluster, proto, code, grpc, flags = key
+        cluster, proto, code, grpc, flags, workload = key
         ident = self.ident
         fqdn, name, ns = _destination(cluster, ident.domain)
         return [
@@ -89,7 +109,7 @@ class _Collector:
             ident.workload,
             "unknown",
             ident.cluster,
-            name if cluster else "unknown",
+            workload or (name if cluster else "unknown"),
             ns,
             "unknown",
             name if cluster else "unknown",
@@ -156,6 +176,20 @@ class _Collector:
         for reason, n in sorted(s.rejections.items()):
             rej.add_metric([reason], n)
         yield rej
+        yield from self._clusters()
+        limited = CounterMetricFamily(
+            "isthmus_ratelimited_requests_total",
+            "Requests answered 429 by a RateLimit filter (response flag RL).",
+            labels=("destination_service",),
+        )
+        by_service: dict[str, int] = {}
+        for key, n in s.requests.items():
+            if key[4] == "RL":
+                svc = _destination(key[0], self.ident.domain)[0]
+                by_service[svc] = by_service.get(svc, 0) + n
+        for svc, n in sorted(by_service.items()):
+            limited.add_metric([svc], n)
+        yield limited
         info = GaugeMetricFamily(
             "isthmus_config_info", "The active configuration version.", labels=("version",)
         )
@@ -168,6 +202,37 @@ class _Collector:
             g = GaugeMetricFamily(gname, gname.replace("_", " "))
             g.add_metric([], value)
             yield g
+
+    def _clusters(self) -> Iterator[Metric]:
+        """The proxy's own upstream state, per cluster (``CLUSTER_FIELDS``)."""
+        specs = (
+            ("connections", "isthmus_upstream_connections", "Open upstream connections.", False),
+            ("pending", "isthmus_upstream_pending_requests",
+             "Requests waiting for an upstream connection (the pool queue).", False),
+            ("requests", "isthmus_upstream_active_requests", "Requests in flight upstream.",
+             False),
+            ("retries_active", "isthmus_upstream_active_retries", "Retries in flight.", False),
+            ("retries", "isthmus_upstream_retries", "Retries started.", True),
+            ("overflows", "isthmus_upstream_overflows",
+             "Requests refused by the circuit breakers (response flag UO).", True),
+            ("ejections", "isthmus_outlier_ejections", "Endpoints ejected by outlier detection.",
+             True),
+            ("ejected", "isthmus_outlier_ejected_endpoints", "Endpoints ejected now.", False),
+            ("healthy", "isthmus_upstream_healthy_endpoints",
+             "Endpoints taking traffic (healthy, not ejected).", False),
+            ("endpoints", "isthmus_upstream_endpoints", "Endpoints known.", False),
+        )  # fmt: skip
+        clusters = sorted(self.stats.clusters.items())
+        for field, name, doc, counter in specs:
+            i = CLUSTER_FIELDS.index(field)
+            fam: CounterMetricFamily | GaugeMetricFamily
+            if counter:
+                fam = CounterMetricFamily(name, doc, labels=("cluster_name",))
+            else:
+                fam = GaugeMetricFamily(name, doc, labels=("cluster_name",))
+            for cname, values in clusters:
+                fam.add_metric([cname], values[i])
+            yield fam
 
 
 def _fmt(le: float) -> str:

@@ -24,8 +24,9 @@ DURATION_BUCKETS_MS: tuple[float, ...] = (
 SIZE_BUCKETS_BYTES: tuple[float, ...] = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
                                          100000000, 1000000000)  # fmt: skip
 
-# (destination cluster, request_protocol, response_code, grpc_status, response_flags)
-RequestKey = tuple[str, str, int, str, str]
+# (destination cluster, request_protocol, response_code, grpc_status, response_flags,
+#  destination workload)
+RequestKey = tuple[str, str, int, str, str, str]
 
 
 class StatsDump(msgspec.Struct, frozen=True):
@@ -42,10 +43,20 @@ class StatsDump(msgspec.Struct, frozen=True):
     tcp: list[Any]
     rejections: list[Any]
     gauges: dict[str, float]
+    clusters: dict[str, list[float]] = {}
+
+
+# Per-cluster state, in this order in ``Stats.clusters`` values. The first ones add up across
+# workers; the ``_MAX`` ones describe endpoints every worker sees, so the largest is kept.
+CLUSTER_FIELDS = (
+    "connections", "pending", "requests", "retries_active", "retries", "overflows",
+    "ejections", "ejected", "healthy", "endpoints",
+)  # fmt: skip
+_CLUSTER_MAX = frozenset(("ejected", "healthy", "endpoints"))
 
 
 class Stats:
-    __slots__ = ("duration", "gauges", "rejections", "request_bytes", "requests",
+    __slots__ = ("clusters", "duration", "gauges", "rejections", "request_bytes", "requests",
                  "response_bytes", "tcp")  # fmt: skip
 
     def __init__(self) -> None:
@@ -57,6 +68,8 @@ class Stats:
         self.tcp: dict[tuple[int, str], int] = {}
         self.rejections: dict[str, int] = {}
         self.gauges: dict[str, float] = {}
+        # Filled in just before a dump (the engine reads its clusters), never per request.
+        self.clusters: dict[str, list[float]] = {}
 
     def record_request(
         self,
@@ -107,6 +120,7 @@ class Stats:
             tcp=list(self.tcp.items()),
             rejections=list(self.rejections.items()),
             gauges=dict(self.gauges),
+            clusters=dict(self.clusters),
         )
 
 
@@ -142,9 +156,17 @@ def merge(dumps: list[StatsDump]) -> Stats:
             # Gauges describe the process's state (listeners, config): every worker has the
             # same, so the largest is reported rather than the sum.
             total.gauges[name] = max(total.gauges.get(name, v), v)
+        for cname, values in d.clusters.items():
+            cur = total.clusters.get(cname)
+            if cur is None:
+                total.clusters[cname] = [float(v) for v in values]
+                continue
+            for i, field in enumerate(CLUSTER_FIELDS):
+                v = float(values[i])
+                cur[i] = max(cur[i], v) if field in _CLUSTER_MAX else cur[i] + v
     return total
 
 
 def _key(raw: Any) -> RequestKey:
-    c, proto, code, grpc, flags = raw
-    return (str(c), str(proto), int(code), str(grpc), str(flags))
+    c, proto, code, grpc, flags, workload = raw
+    return (str(c), str(proto), int(code), str(grpc), str(flags), str(workload))

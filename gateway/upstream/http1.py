@@ -27,10 +27,18 @@ from gateway.upstream.stream import UpstreamHandler
 class H1UpstreamConnection(asyncio.Protocol):
     protocol = "http1"
 
-    def __init__(self, on_idle: Callable[[H1UpstreamConnection], None], buffer_bytes: int) -> None:
+    def __init__(
+        self,
+        on_idle: Callable[[H1UpstreamConnection], None],
+        buffer_bytes: int,
+        on_lost: Callable[[], None] | None = None,
+        max_requests: int = 0,
+    ) -> None:
         # pool-level
         self._on_idle = on_idle
+        self._on_lost = on_lost
         self._buffer_bytes = buffer_bytes
+        self._max_requests = max_requests  # 0: unlimited (maxRequestsPerConnection)
         # connection-level
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -101,6 +109,10 @@ class H1UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        on_lost = self._on_lost
+        if on_lost is not None:
+            self._on_lost = None
+            on_lost()
         handler = self.handler
         if self._tunnel is not None:
             self._tunnel.on_tunnel_eof()
@@ -259,7 +271,8 @@ class H1UpstreamConnection(asyncio.Protocol):
 
     def _release(self) -> None:
         self.handler = None
-        if self._keep_alive and not self.closed:
+        limit = self._max_requests
+        if self._keep_alive and not self.closed and not (limit and self.reused + 1 >= limit):
             self.reused += 1
             self.idle_since = time.monotonic()
             if self._read_paused:

@@ -103,9 +103,13 @@ class H2UpstreamConnection(asyncio.Protocol):
     protocol = "h2c"
 
     def __init__(
-        self, on_change: Callable[[H2UpstreamConnection], None], buffer_bytes: int
+        self,
+        on_change: Callable[[H2UpstreamConnection], None],
+        buffer_bytes: int,
+        max_requests: int = 0,
     ) -> None:
         self._on_change = on_change
+        self._max_requests = max_requests  # 0: unlimited (maxRequestsPerConnection)
         self.buffer_bytes = buffer_bytes
         self.transport: asyncio.Transport | None = None
         self.codec = H2Codec(self, client=True)
@@ -164,7 +168,14 @@ class H2UpstreamConnection(asyncio.Protocol):
     # -- pool predicates -----------------------------------------------------------------------
 
     def can_open_stream(self) -> bool:
+        limit = self._max_requests
+        if limit and self.reused >= limit:
+            return False
         return not self.closed and self.transport is not None and self.codec.can_open_stream()
+
+    def is_spent(self) -> bool:
+        """It has carried ``maxRequestsPerConnection`` streams and takes no more."""
+        return bool(self._max_requests) and self.reused >= self._max_requests
 
     def is_idle(self) -> bool:
         return not self.streams
@@ -264,7 +275,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         if self.streams.pop(stream.sid, None) is not None:
             if not self.streams:
                 self.idle_since = time.monotonic()
-                if self.codec.goaway_received:
+                if self.codec.goaway_received or self.is_spent():
                     self._close()
             self._on_change(self)
 

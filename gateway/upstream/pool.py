@@ -6,6 +6,11 @@ and connecting is a separate awaitable step. HTTP/1.1 connections carry one requ
 come back to ``idle`` when reusable; HTTP/2 connections are shared until the peer's
 MAX_CONCURRENT_STREAMS, after which another one is opened. ``repr`` is meant to be read.
 
+Connections count against the cluster's :class:`~gateway.upstream.circuit.CircuitBreaker`;
+at ``maxConnections`` a request waits for capacity instead of connecting. The pool also
+carries the endpoint's health as outlier detection and active health checks see it, and its
+locality, which the cluster's selection reads.
+
 Called by the proxy's exchange through ``gateway.upstream.cluster``.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from gateway.config.snapshot import ConnectionPool
+from gateway.upstream.circuit import CircuitBreaker
 from gateway.upstream.errors import ConnectFailure, UpstreamTimeout
 from gateway.upstream.http1 import H1UpstreamConnection
 from gateway.upstream.http2 import H2UpstreamConnection
@@ -32,17 +39,30 @@ class EndpointPool:
         connect_timeout_s: float,
         buffer_bytes: int = 256 * 1024,
         max_idle: int = 1024,
-        zone: str | None = None,
+        breaker: CircuitBreaker | None = None,
+        max_requests_per_connection: int = 0,
     ) -> None:
         self.address = address
         self.port = port
         self.protocol = protocol
-        self.zone = zone
         self.connect_timeout_s = connect_timeout_s
         self.buffer_bytes = buffer_bytes
         self.max_idle = max_idle
+        self.breaker = breaker if breaker is not None else CircuitBreaker(ConnectionPool())
+        self.max_requests_per_connection = max_requests_per_connection
         # Requests in flight to this endpoint: the least-request balancer reads it.
         self.active_requests = 0
+        # Where it is and what runs there (set by the cluster from the snapshot endpoint).
+        self.locality: tuple[str, str, str] = ("", "", "")
+        self.labels: dict[str, str] = {}
+        self.workload = ""
+        # Health: EndpointSlice conditions, active health checks, outlier detection.
+        self.usable = True
+        self.hc_healthy = True
+        self.ejected_until = 0.0
+        self.ejection_multiplier = 0
+        self.consecutive_5xx = 0
+        self.consecutive_gateway = 0
         self.idle: list[H1UpstreamConnection] = []
         self.h2: list[H2UpstreamConnection] = []
         self._h2_connecting: asyncio.Future[H2UpstreamConnection] | None = None
@@ -96,17 +116,43 @@ class EndpointPool:
                 got = self.try_stream(handler)
                 if got is not None:
                     return got[0]
-        conn1 = await self._connect(lambda: H1UpstreamConnection(self._on_idle, self.buffer_bytes))
+        while not self.breaker.can_connect():
+            got = self.try_stream(handler)
+            if got is not None:
+                return got[0]
+            await self._wait_for_capacity()
+        conn1 = await self._connect(
+            lambda: H1UpstreamConnection(
+                self._on_idle,
+                self.buffer_bytes,
+                self.breaker.connection_closed,
+                self.max_requests_per_connection,
+            )
+        )
         assert isinstance(conn1, H1UpstreamConnection)
         return conn1.bind(handler)
+
+    async def _wait_for_capacity(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.breaker.waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.breaker.wake()  # pass the wake-up on
+            raise
 
     async def _connect_h2(self) -> H2UpstreamConnection:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[H2UpstreamConnection] = loop.create_future()
         self._h2_connecting = fut
         try:
+            while not self.breaker.can_connect():
+                await self._wait_for_capacity()
             conn = await self._connect(
-                lambda: H2UpstreamConnection(self._on_h2_change, self.buffer_bytes)
+                lambda: H2UpstreamConnection(
+                    self._on_h2_change, self.buffer_bytes, self.max_requests_per_connection
+                )
             )
             assert isinstance(conn, H2UpstreamConnection)
             # Honour the server's SETTINGS (MAX_CONCURRENT_STREAMS) before the first stream.
@@ -137,6 +183,7 @@ class EndpointPool:
         except OSError as exc:
             raise ConnectFailure(f"connect to {self.key} failed: {exc.strerror or exc}") from None
         assert isinstance(proto, H1UpstreamConnection | H2UpstreamConnection)
+        self.breaker.connection_opened()
         return proto
 
     # -- connection callbacks ------------------------------------------------------------------
@@ -146,10 +193,15 @@ class EndpointPool:
             conn.close()
         else:
             self.idle.append(conn)
+            self.breaker.wake()
 
     def _on_h2_change(self, conn: H2UpstreamConnection) -> None:
-        if conn.closed and conn in self.h2:
-            self.h2.remove(conn)
+        if conn.closed:
+            if conn in self.h2:
+                self.h2.remove(conn)
+                self.breaker.connection_closed()
+        elif self.breaker.waiters and conn.can_open_stream():
+            self.breaker.wake()
 
     # -- maintenance -----------------------------------------------------------------------------
 
@@ -164,9 +216,11 @@ class EndpointPool:
                 keep.append(conn)
         self.idle = keep
         for h2c in list(self.h2):
-            if h2c.has_expired(now, idle_timeout_s):
+            if h2c.has_expired(now, idle_timeout_s) or (h2c.is_idle() and h2c.is_spent()):
                 h2c.close()
-                self.h2.remove(h2c)
+                if h2c in self.h2:
+                    self.h2.remove(h2c)
+                    self.breaker.connection_closed()
 
     def close(self) -> None:
         """Close idle connections now; busy ones close when their request ends."""
