@@ -2,10 +2,11 @@
 
 Called by the proxy process (startup and reload) and the ``isthmus`` CLI, usually through
 :func:`load_snapshot`. The steps: Services and EndpointSlices become clusters
-(``clusters``); routes are translated with their references resolved (``translate``,
-``refs``); routes attach to Gateway listeners (``attach``); listeners are grouped into port
-bindings (``listeners``); ProxySettings become the limits, the node and the telemetry
-settings. The same resources always give the same snapshot and so the same version hash.
+(``clusters``), with the DestinationRules that apply to them (``traffic_policy``); routes
+are translated with their references resolved (``translate``, ``refs``); routes attach to
+Gateway listeners (``attach``); listeners are grouped into port bindings (``listeners``);
+ProxySettings become the limits, the node and the telemetry settings. The same resources
+always give the same snapshot and so the same version hash.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gateway.config.attach import CompiledRoute, attach_routes
 from gateway.config.clusters import build_clusters
 from gateway.config.errors import ConfigError
 from gateway.config.kinds import (
+    DestinationRule,
     EndpointSlice,
     Gateway,
     GRPCRoute,
@@ -29,6 +31,7 @@ from gateway.config.loader import load_directory
 from gateway.config.refs import Resolver
 from gateway.config.resources import Resources
 from gateway.config.snapshot import Limits, Node, Snapshot, Telemetry
+from gateway.config.traffic_policy import TrafficPolicies
 from gateway.config.translate import grpc_route_config, http_route_config, tls_route_config
 
 
@@ -47,15 +50,17 @@ def compile_resources(resources: Resources) -> Snapshot:
     attached = attach_routes(gateways, routes, resolver)
     ports = build_ports(gateways, attached, resolver)
     settings = resources.of_kind(ProxySettings)
+    node = settings[0].node() if settings else Node()
+    services = resources.of_kind(Service)
+    policies = TrafficPolicies.of(services, resources.of_kind(DestinationRule), node.namespace)
+    unresolved = resolver.unresolved + policies.unresolved
     snapshot = Snapshot(
         ports=ports,
-        clusters=build_clusters(resources.of_kind(Service), resources.of_kind(EndpointSlice)),
+        clusters=build_clusters(services, resources.of_kind(EndpointSlice), policies),
         limits=settings[0].limits() if settings else Limits(),
-        node=settings[0].node() if settings else Node(),
+        node=node,
         telemetry=settings[0].telemetry() if settings else Telemetry(),
-        unresolved=tuple(
-            sorted(resolver.unresolved, key=lambda u: (u.source, u.field, u.target, u.reason))
-        ),
+        unresolved=tuple(sorted(unresolved, key=lambda u: (u.source, u.field, u.target, u.reason))),
     )
     return snapshot.with_version()
 

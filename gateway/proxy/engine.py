@@ -81,6 +81,9 @@ class Engine:
         # Commit: nothing below may fail for reasons of the snapshot's content.
         self.ctx.limits = snap.limits
         self.clusters.apply(snap.clusters, snap.limits, snap.node)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._sweep()  # and reschedule at the new clusters' pace
         keep: dict[tuple[str, int], PortListener] = {}
         for p in plans:
             key = (p.binding.address, p.binding.port)
@@ -164,7 +167,13 @@ class Engine:
 
     def _sweep(self) -> None:
         self.clusters.sweep(time.monotonic())
-        self._sweeper = self.ctx.loop.call_later(_SWEEP_S, self._sweep)
+        # Often enough for the shortest per-cluster idle timeout (connectionPool.http).
+        every = _SWEEP_S
+        for c in self.clusters.clusters.values():
+            idle = c.config.pool.idle_timeout_s
+            if idle is not None:
+                every = min(every, max(idle / 2, 0.05))
+        self._sweeper = self.ctx.loop.call_later(every, self._sweep)
 
     async def drain(self, deadline_s: float) -> None:
         """Stop accepting everywhere, finish what is in flight, then close the rest."""

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from gateway.config.snapshot import ConnectionPool
 from gateway.upstream.circuit import CircuitBreaker
-from gateway.upstream.errors import ConnectFailure, UpstreamTimeout
+from gateway.upstream.errors import ConnectFailure
 from gateway.upstream.http1 import H1UpstreamConnection
 from gateway.upstream.http2 import H2UpstreamConnection
 from gateway.upstream.stream import UpstreamHandler, UpstreamStream
@@ -179,7 +179,8 @@ class EndpointPool:
             async with asyncio.timeout(self.connect_timeout_s):
                 _, proto = await loop.create_connection(factory, self.address, self.port)
         except TimeoutError:
-            raise UpstreamTimeout(f"connect to {self.key} timed out") from None
+            # Envoy counts a connect timeout as a connection failure: 503, flag UF.
+            raise ConnectFailure(f"connect to {self.key} timed out") from None
         except OSError as exc:
             raise ConnectFailure(f"connect to {self.key} failed: {exc.strerror or exc}") from None
         assert isinstance(proto, H1UpstreamConnection | H2UpstreamConnection)

@@ -3,20 +3,31 @@
 Validated by the loader; ``gateway.config.clusters`` turns each Service port, together with
 the EndpointSlices labelled ``kubernetes.io/service-name``, into a snapshot ``Cluster``.
 
-The annotation ``isthmus.dev/lb-policy`` on a Service (``ROUND_ROBIN`` or ``LEAST_REQUEST``)
-picks the load-balancing policy of all its clusters.
+The annotation ``isthmus.dev/lb-policy`` on a Service (``ROUND_ROBIN``, ``LEAST_REQUEST`` or
+``RANDOM``) picks the load-balancing policy of all its clusters; a DestinationRule's
+``loadBalancer.simple`` overrides it. The ``health.isthmus.dev/*`` annotations turn on active
+health checks (``gateway.config.kinds.health`` lists them).
+
+Endpoint locality (for ``localityLbSetting``): the zone is the endpoint's ``zone``; the
+region and subzone come from the endpoint's ``deprecatedTopology`` keys
+``topology.kubernetes.io/region`` and ``topology.istio.io/subzone`` or, since a local
+directory has no Nodes, from the same labels on the EndpointSlice (which may also give
+``topology.kubernetes.io/zone``). The EndpointSlice labels are the endpoints' labels for
+``failoverPriority``. An endpoint's ``targetRef`` Pod names its workload (``gateway.config.
+endpoints``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import msgspec
 
+from gateway.config.kinds.health import health_check
 from gateway.config.kinds.meta import DNS_LABEL, LabelName, Object, Port
 from gateway.config.schema import FieldIssue, Model, expect, item, join
-from gateway.config.snapshot import LbPolicy
+from gateway.config.snapshot import HealthCheck, LbPolicy
 
 LB_POLICY_ANNOTATION = "isthmus.dev/lb-policy"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -73,7 +84,12 @@ class Service(Object, frozen=True, kw_only=True):
     @property
     def lb_policy(self) -> LbPolicy:
         value = self.metadata.annotations.get(LB_POLICY_ANNOTATION, "ROUND_ROBIN")
-        return "LEAST_REQUEST" if value == "LEAST_REQUEST" else "ROUND_ROBIN"
+        return cast(LbPolicy, value) if value in get_args(LbPolicy) else "ROUND_ROBIN"
+
+    @property
+    def health_check(self) -> HealthCheck | None:
+        """The active health check of the ``health.isthmus.dev/*`` annotations, if any."""
+        return health_check(self.metadata.annotations)[0]
 
     def check(self) -> list[FieldIssue]:
         issues: list[FieldIssue] = []
@@ -86,6 +102,7 @@ class Service(Object, frozen=True, kw_only=True):
             issues.append(
                 (path, f'"{policy}" is not a load-balancing policy; use one of {allowed}')
             )
+        issues += health_check(self.metadata.annotations)[1]
         seen_names: set[str] = set()
         seen_ports: set[int] = set()
         for i, port in enumerate(self.spec.ports):
@@ -112,7 +129,6 @@ class EndpointConditions(Model, frozen=True, kw_only=True):
 class EndpointSliceEndpoint(Model, frozen=True, kw_only=True):
     unsupported_fields = {
         "hints": "not supported by isthmus (topology hints)",
-        "deprecatedTopology": "not supported by isthmus",
     }
 
     addresses: Annotated[tuple[str, ...], msgspec.Meta(min_length=1, max_length=100)]
@@ -121,6 +137,7 @@ class EndpointSliceEndpoint(Model, frozen=True, kw_only=True):
     node_name: str | None = None
     zone: str | None = None
     target_ref: dict[str, Any] | None = None
+    deprecated_topology: dict[str, str] = {}
 
 
 class EndpointSlicePort(Model, frozen=True, kw_only=True):
