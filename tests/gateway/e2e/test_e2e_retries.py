@@ -47,8 +47,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     cfg.write("settings.yaml", settings_yaml(drainTimeoutSeconds=1))
     for k in ("code", "reset", "pertry"):
         cfg.write(f"{k}.yaml", service_yaml(k, [(bad[k].port, "r1/z1"), (good[k].port, "r1/z1")]))
-    cfg.write("connect.yaml", service_yaml("connect", [(closed_port, "r1/z1"),
-                                                       (good["connect"].port, "r1/z1")]))  # fmt: skip
+    connect = [(closed_port, "r1/z1"), (good["connect"].port, "r1/z1")]
+    cfg.write("connect.yaml", service_yaml("connect", connect))
     cfg.write("budget.yaml", service_yaml("budget", [(bad["budget"].port, "r1/z1")]))
     cfg.write("maxr.yaml", service_yaml("maxr", [(bad["maxr"].port, "r1/z1")]))
     cfg.write(
