@@ -1,6 +1,6 @@
 """Resolve references between objects, honouring ReferenceGrants, and record the failures.
 
-Used by ``gateway.config.translate`` (``backendRefs``, mirror backends),
+Used by ``gateway.config.translate`` (``backendRefs``, mirror backends, ExtensionRef filters),
 ``gateway.config.listeners`` (``certificateRefs``) and ``gateway.config.attach``
 (``parentRefs``). A reference into another namespace needs a ReferenceGrant in the target
 namespace that names the referring kind and namespace. A reference that cannot be followed is
@@ -14,10 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from gateway.config.clusters import cluster_name
-from gateway.config.kinds import Gateway, Object, ReferenceGrant, Secret, Service
+from gateway.config.kinds import Fault, Gateway, Object, RateLimit, ReferenceGrant, Secret, Service
 from gateway.config.kinds.gateway import SecretRef
 from gateway.config.kinds.meta import GATEWAY_GROUP
-from gateway.config.kinds.route_parts import BackendRef, MirrorBackendRef
+from gateway.config.kinds.route_parts import BackendRef, ExtensionRefSpec, MirrorBackendRef
 from gateway.config.kinds.secret import tls_pair
 from gateway.config.resources import Resources, key_of
 from gateway.config.snapshot import CertificatePair, UnresolvedRef
@@ -29,6 +29,8 @@ class Resolver:
     secrets: dict[tuple[str, str], Secret]
     grants: dict[str, list[ReferenceGrant]]
     unresolved: list[UnresolvedRef] = field(default_factory=list)
+    # ExtensionRef targets (RateLimit, Fault) by (kind, namespace, name).
+    extensions: dict[tuple[str, str, str], Object] = field(default_factory=dict)
 
     @classmethod
     def of(cls, resources: Resources) -> Resolver:
@@ -39,6 +41,10 @@ class Resolver:
             services={(s.namespace, s.name): s for s in resources.of_kind(Service)},
             secrets={(s.namespace, s.name): s for s in resources.of_kind(Secret)},
             grants=dict(grants),
+            extensions={
+                (o.kind_name, o.namespace, o.name): o
+                for o in (*resources.of_kind(RateLimit), *resources.of_kind(Fault))
+            },
         )
 
     def note(self, source: Object, path: str, target: str, reason: str) -> None:
@@ -68,6 +74,14 @@ class Resolver:
             self.note(source, path, target, f"Service has no port {ref.port}")
             return ""
         return cluster_name(namespace, ref.name, ref.port)
+
+    def extension(self, source: Object, path: str, ref: ExtensionRefSpec) -> Object | None:
+        """The object an ExtensionRef filter names, always in the route's namespace."""
+        found = self.extensions.get((ref.kind, source.namespace, ref.name))
+        if found is None:
+            target = f"{ref.kind} {source.namespace}/{ref.name}"
+            self.note(source, path, target, f"{ref.kind} not found")
+        return found
 
     def certificate(
         self, gateway: Gateway, path: str, ref: SecretRef, hostname: str | None

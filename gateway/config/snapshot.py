@@ -223,12 +223,54 @@ class RequestMirrorFilter(Struct, frozen=True, tag="RequestMirror"):
     percent: float = 100.0
 
 
+RateLimitKey = Literal["Route", "Header", "ClientIP", "PeerIdentity"]
+
+
+class RateLimitFilter(Struct, frozen=True, tag="RateLimit"):
+    """``isthmus.dev`` RateLimit (ExtensionRef): a token bucket of ``max_tokens`` that gains
+    ``tokens_per_fill`` every ``fill_interval_s``, one per ``key``. ``name`` is the RateLimit
+    object; ``scope`` names the route rule that references it, so that each rule has its own
+    buckets. ``header`` (lower-case) is the key header for ``key == "Header"``."""
+
+    name: str
+    scope: str
+    max_tokens: int
+    tokens_per_fill: int = 1
+    fill_interval_s: float = 1.0
+    key: RateLimitKey = "Route"
+    header: str | None = None
+    response_headers: bool = True
+
+
+class FaultFilter(Struct, frozen=True, tag="Fault"):
+    """``isthmus.dev`` Fault (ExtensionRef), Istio's HTTPFaultInjection: delay ``delay_s``
+    before forwarding for ``delay_percent`` of requests, answer ``abort_http_status`` or the
+    gRPC code ``abort_grpc_status`` for ``abort_percent`` of them."""
+
+    name: str
+    delay_s: float = 0.0
+    delay_percent: float = 0.0
+    abort_http_status: int | None = None
+    abort_grpc_status: int | None = None
+    abort_percent: float = 0.0
+
+
+class UnresolvedFilter(Struct, frozen=True, tag="Unresolved"):
+    """An ExtensionRef filter whose object is missing. The Gateway API says such a filter is
+    not skipped: the requests it would have processed get an error (500)."""
+
+    target: str  # "RateLimit default/api"
+
+
 RouteFilter = (
     RequestHeaderModifierFilter
     | ResponseHeaderModifierFilter
     | RequestRedirectFilter
     | URLRewriteFilter
     | RequestMirrorFilter
+    | RateLimitFilter
+    | FaultFilter
+    | UnresolvedFilter
 )
 
 

@@ -2,7 +2,8 @@
 
 Called by ``gateway.config.compile`` once per route, before attachment; the hostnames are
 the route's own and ``gateway.config.attach`` intersects them per listener. Backend and mirror
-references are resolved through :class:`~gateway.config.refs.Resolver`.
+references are resolved through :class:`~gateway.config.refs.Resolver`, and so are
+ExtensionRef filters (``isthmus.dev`` RateLimit and Fault, in the route's namespace).
 
 GRPCRoute method matches become path matches on ``/package.Service/Method``: service and
 method give an Exact path, a service alone a PathPrefix ``/package.Service/``, a method alone
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from gateway.config.kinds import GRPCRoute, HTTPRoute, TLSRoute
+from gateway.config.kinds import Fault, GRPCRoute, HTTPRoute, RateLimit, TLSRoute
 from gateway.config.kinds.grpcroute import GRPCMethodMatchSpec, GRPCRouteFilterSpec
 from gateway.config.kinds.httproute import (
     HTTPRouteFilterSpec,
@@ -24,7 +25,7 @@ from gateway.config.kinds.httproute import (
     timeout_seconds,
 )
 from gateway.config.kinds.meta import parse_duration
-from gateway.config.kinds.route_parts import BackendRef, HeaderModifierSpec
+from gateway.config.kinds.route_parts import BackendRef, ExtensionRefSpec, HeaderModifierSpec
 from gateway.config.refs import Resolver
 from gateway.config.schema import item, join
 from gateway.config.snapshot import (
@@ -43,6 +44,7 @@ from gateway.config.snapshot import (
     RouteMatch,
     RouteRule,
     TLSRouteConfig,
+    UnresolvedFilter,
     URLRewriteFilter,
     WeightedBackend,
 )
@@ -200,9 +202,29 @@ def _filters(
             cluster = resolver.backend(route, path, mirror.backend_ref)
             if cluster:  # an unresolved mirror is dropped: there is nothing to copy to
                 filters.append(RequestMirrorFilter(cluster=cluster, percent=mirror.percent_value))
+        elif spec.extension_ref is not None:
+            path = join(item(join(rule_path, "filters"), i), "extensionRef")
+            filters.append(_extension_filter(route, rule_path, path, spec.extension_ref, resolver))
         elif isinstance(spec, HTTPRouteFilterSpec):
             filters.extend(_http_only_filter(spec))
     return tuple(filters)
+
+
+def _extension_filter(
+    route: HTTPRoute | GRPCRoute,
+    rule_path: str,
+    path: str,
+    ref: ExtensionRefSpec,
+    resolver: Resolver,
+) -> RouteFilter:
+    """A RateLimit or Fault filter; a missing object is not skipped but answers 500, as the
+    Gateway API requires of an ExtensionRef that cannot be resolved."""
+    target = resolver.extension(route, path, ref)
+    if isinstance(target, RateLimit):
+        return target.filter(scope=f"{route.kind_name} {route.namespace}/{route.name} {rule_path}")
+    if isinstance(target, Fault):
+        return target.filter()
+    return UnresolvedFilter(target=f"{ref.kind} {route.namespace}/{ref.name}")
 
 
 def _http_only_filter(spec: HTTPRouteFilterSpec) -> list[RouteFilter]:

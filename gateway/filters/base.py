@@ -36,6 +36,10 @@ class RequestContext:
     mirrors: list[str] = field(default_factory=list)
     downstream_address: str = ""
     downstream_tls: bool = False
+    # The downstream peer's SPIFFE ID when it authenticated with mTLS, else None.
+    peer_principal: str | None = None
+    # Seconds to wait before the upstream request (Fault delay); the handler honours it.
+    delay_s: float = 0.0
 
 
 class HttpFilter(Protocol):

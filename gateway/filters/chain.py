@@ -16,19 +16,25 @@ from typing import Any, TypeVar
 
 from gateway.codec.messages import ResponseHead
 from gateway.config.snapshot import (
+    FaultFilter,
     Listener,
+    RateLimitFilter,
     RequestHeaderModifierFilter,
     RequestMirrorFilter,
     RequestRedirectFilter,
     ResponseHeaderModifierFilter,
     RouteRule,
+    UnresolvedFilter,
     URLRewriteFilter,
 )
 from gateway.filters.base import HttpFilter, LocalReply, RequestContext
+from gateway.filters.fault import Fault
+from gateway.filters.rate_limit import RateLimit
 from gateway.filters.request_header_modifier import RequestHeaderModifier
 from gateway.filters.request_mirror import RequestMirror
 from gateway.filters.request_redirect import RequestRedirect
 from gateway.filters.response_header_modifier import ResponseHeaderModifier
+from gateway.filters.unresolved_ref import UnresolvedRef
 from gateway.filters.url_rewrite import URLRewrite
 from gateway.routing.table import RouteTable
 
@@ -43,6 +49,9 @@ FILTER_FACTORIES: dict[type[Any], Callable[[Any], HttpFilter]] = {
     RequestRedirectFilter: RequestRedirect,
     URLRewriteFilter: URLRewrite,
     RequestMirrorFilter: RequestMirror,
+    RateLimitFilter: RateLimit,
+    FaultFilter: Fault,
+    UnresolvedFilter: UnresolvedRef,
 }
 
 

@@ -22,9 +22,10 @@ import msgspec
 from gateway.admin.server import AdminServer
 from gateway.config.errors import ConfigError
 from gateway.config.snapshot import Snapshot, encode
+from gateway.filters import ratelimit_table
 from gateway.process import control
 from gateway.process.sources import SnapshotSource
-from gateway.telemetry.render import ProxyIdentity, render
+from gateway.telemetry.render import ProxyIdentity, identity_of, render
 from gateway.telemetry.stats import merge
 
 log = logging.getLogger("isthmus.supervisor")
@@ -109,8 +110,10 @@ class GatewaySupervisor:
             reply = await w.ask(control.Collect(), timeout_s=5.0)
             if isinstance(reply, control.Collected):
                 dumps.append(reply.stats)
-        version = self.snapshot.version if self.snapshot else ""
-        return render(merge(dumps), self.config.identity, version, len(dumps))
+        snap = self.snapshot
+        version = snap.version if snap else ""
+        ident = identity_of(snap.node, self.config.identity) if snap else self.config.identity
+        return render(merge(dumps), ident, version, len(dumps))
 
     def config_dump(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -273,7 +276,9 @@ def run(config: SupervisorConfig) -> int:
     )
     sup = GatewaySupervisor(config)
     try:
-        return asyncio.run(sup.run())
+        # Rate limit buckets shared by the workers: made before they start, removed at exit.
+        with ratelimit_table.shared_for_workers():
+            return asyncio.run(sup.run())
     except StartupError as exc:
         print(f"isthmus: {exc}", file=sys.stderr)
         return 1

@@ -10,9 +10,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.codec.messages import RequestHead
 from gateway.config.snapshot import Limits
+from gateway.filters.base import LocalReply
 from gateway.proxy.tasks import Supervisor
 from gateway.telemetry.stats import Stats
+from gateway.transport.streams import ServerStream
 from gateway.upstream.cluster import ClusterManager
 
 if TYPE_CHECKING:
@@ -20,9 +23,14 @@ if TYPE_CHECKING:
 
 
 class RequestObserver(Protocol):
-    """Sees every finished request: the access log and traces hang off it."""
+    """Sees every request: the access log and traces hang off it
+    (``gateway.proxy.observe``)."""
+
+    def request_started(self, request: RequestHead) -> None: ...
 
     def exchange_done(self, exchange: Exchange, status: int, duration_ms: float) -> None: ...
+
+    def local_done(self, stream: ServerStream, reply: LocalReply, duration_ms: float) -> None: ...
 
 
 @dataclass(slots=True)

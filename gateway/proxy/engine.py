@@ -20,6 +20,7 @@ from gateway.config.snapshot import PortBinding, Snapshot
 from gateway.filters.chain import build_route_table
 from gateway.proxy.context import EngineContext
 from gateway.proxy.http import HttpProxy
+from gateway.proxy.observe import Observer, build_observer
 from gateway.proxy.passthrough import TlsRouter
 from gateway.proxy.tasks import Supervisor
 from gateway.telemetry.stats import Stats, StatsDump
@@ -63,6 +64,7 @@ class Engine:
         )
         self.listeners: dict[tuple[str, int], PortListener] = {}
         self.snapshot: Snapshot | None = None
+        self.observer: Observer | None = None
         self.draining = False
         self._sweeper: asyncio.TimerHandle | None = loop.call_later(_SWEEP_S, self._sweep)
 
@@ -70,9 +72,14 @@ class Engine:
         if self.draining:
             raise ApplyError("draining")
         plans: list[_Plan] = []
+        observer = self.observer
+        new_observer = False
         try:
             for binding in snap.ports:
                 plans.append(self._prepare(binding, snap))
+            if self.snapshot is None or snap.telemetry != self.snapshot.telemetry:
+                observer = build_observer(snap.telemetry, snap.node)
+                new_observer = True
         except Exception as exc:
             for p in plans:
                 if p.new:
@@ -80,6 +87,11 @@ class Engine:
             raise ApplyError(str(exc)) from exc
         # Commit: nothing below may fail for reasons of the snapshot's content.
         self.ctx.limits = snap.limits
+        if new_observer:
+            old_observer = self.observer
+            self.observer = self.ctx.observer = observer
+            if old_observer is not None:
+                self.supervisor.spawn(asyncio.to_thread(old_observer.close))
         self.clusters.apply(snap.clusters, snap.limits, snap.node)
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -191,3 +203,6 @@ class Engine:
             lst.tracker.stop()
         self.clusters.close()
         await self.supervisor.aclose()
+        if self.observer is not None:
+            await asyncio.to_thread(self.observer.close)
+            self.observer = self.ctx.observer = None

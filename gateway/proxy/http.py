@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 
 from gateway.codec.messages import RequestHead, ResponseHead
 from gateway.filters.base import HttpFilter, LocalReply, RequestContext
@@ -18,7 +19,7 @@ from gateway.filters.chain import run_request
 from gateway.proxy.context import EngineContext
 from gateway.proxy.exchange import Exchange, copy_request
 from gateway.proxy.hashing import request_hash
-from gateway.proxy.local import LocalReplyHandler
+from gateway.proxy.local import DelayedReplyHandler, LocalReplyHandler
 from gateway.proxy.mirror import NullStream
 from gateway.routing.table import RouteTable
 from gateway.transport.streams import ServerStream, StreamHandler
@@ -90,6 +91,10 @@ class HttpProxy:
         if chain:
             reply = run_request(chain, ctx)
             if reply is not None:
+                if ctx.delay_s > 0:  # a Fault that delays, then aborts
+                    return DelayedReplyHandler(
+                        stream, reply, self._recorder(protocol), started, ctx.delay_s
+                    )
                 return self._reply(stream, reply, started, protocol)
         cluster = rule.pick_backend(random.random())
         if not cluster:
@@ -99,6 +104,9 @@ class HttpProxy:
         if expect is not None:
             self._continue(stream, request, expect)
         add_forwarded(request, stream.info.remote_address, xff)
+        observer = self.engine.observer
+        if observer is not None:
+            observer.request_started(request)
         exchange = Exchange(
             self.engine,
             stream,
@@ -147,8 +155,15 @@ class HttpProxy:
     def _reply(
         self, stream: ServerStream, reply: LocalReply, started: float, protocol: str
     ) -> StreamHandler:
+        return LocalReplyHandler(stream, reply, self._recorder(protocol), started)
+
+    def _recorder(self, protocol: str) -> Callable[[ServerStream, LocalReply, float], None]:
         def record(s: ServerStream, r: LocalReply, ms: float) -> None:
             key = ("", protocol, r.status, "", r.flag, "")
-            self.engine.stats.record_request(key, ms, 0, len(r.body))
+            engine = self.engine
+            engine.stats.record_request(key, ms, 0, len(r.body))
+            observer = engine.observer
+            if observer is not None:
+                observer.local_done(s, r, ms)
 
-        return LocalReplyHandler(stream, reply, record, started)
+        return record

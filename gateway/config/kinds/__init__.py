@@ -7,11 +7,14 @@ class to validate and convert it with; every class lists its accepted ``apiVersi
 from __future__ import annotations
 
 from gateway.config.kinds.core import EndpointSlice, Service
+from gateway.config.kinds.destinationrule import DestinationRule
+from gateway.config.kinds.fault import Fault
 from gateway.config.kinds.gateway import Gateway, GatewayClass, ReferenceGrant
 from gateway.config.kinds.grpcroute import GRPCRoute
 from gateway.config.kinds.httproute import HTTPRoute
 from gateway.config.kinds.meta import Object
 from gateway.config.kinds.proxysettings import ProxySettings
+from gateway.config.kinds.ratelimit import RateLimit
 from gateway.config.kinds.secret import Secret
 from gateway.config.kinds.tlsroute import TLSRoute
 
@@ -28,18 +31,24 @@ KINDS: dict[str, type[Object]] = {
         GRPCRoute,
         TLSRoute,
         ProxySettings,
+        DestinationRule,
+        RateLimit,
+        Fault,
     )
 }
 
 __all__ = [
     "KINDS",
+    "DestinationRule",
     "EndpointSlice",
+    "Fault",
     "GRPCRoute",
     "Gateway",
     "GatewayClass",
     "HTTPRoute",
     "Object",
     "ProxySettings",
+    "RateLimit",
     "ReferenceGrant",
     "Secret",
     "Service",

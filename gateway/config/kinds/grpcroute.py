@@ -3,7 +3,7 @@
 Validated by the loader; ``gateway.config.translate`` compiles the method matches into path
 matches on ``/package.Service/Method`` and the route into a snapshot ``HTTPRouteConfig`` of
 kind ``GRPCRoute``. Filters: RequestHeaderModifier, ResponseHeaderModifier, RequestMirror
-(ExtensionRef not yet). ``sessionPersistence`` is rejected.
+and ExtensionRef (an ``isthmus.dev`` RateLimit or Fault). ``sessionPersistence`` is rejected.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ Validated by the loader; ``gateway.config.translate`` compiles each route into a
 
 Implemented: matches on path (Exact, PathPrefix, RegularExpression), headers and query
 parameters (Exact, RegularExpression) and method; the filters RequestHeaderModifier,
-ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror; ``timeouts``;
+ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror; ExtensionRef filters
+naming an ``isthmus.dev`` RateLimit or Fault; ``timeouts``;
 ``retry`` (experimental: ``codes``, ``attempts``, ``backoff``).
-Rejected: ExtensionRef filters (not yet), CORS and ExternalAuth filters, backendRef filters
+Rejected: other ExtensionRef filters, CORS and ExternalAuth filters, backendRef filters
 and ``sessionPersistence``. Regular expressions use Python syntax.
 """
 

@@ -14,6 +14,7 @@ import msgspec
 
 from gateway.config.kinds.meta import (
     GATEWAY_GROUP,
+    ISTHMUS_GROUP,
     HeaderName,
     LabelName,
     Name,
@@ -21,7 +22,7 @@ from gateway.config.kinds.meta import (
     SectionName,
     hostname_issue,
 )
-from gateway.config.schema import NOT_SUPPORTED, NOT_YET, FieldIssue, Model, item, join
+from gateway.config.schema import NOT_SUPPORTED, FieldIssue, Model, item, join
 
 Weight = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
@@ -34,6 +35,8 @@ FILTER_FIELDS: dict[str, tuple[str, str]] = {
     "URLRewrite": ("url_rewrite", "urlRewrite"),
     "ExtensionRef": ("extension_ref", "extensionRef"),
 }
+# The kinds an ExtensionRef filter may name, all in the isthmus.dev group.
+EXTENSION_FILTER_KINDS = ("RateLimit", "Fault")
 
 
 class ParentRef(Model, frozen=True, kw_only=True):
@@ -171,9 +174,24 @@ def filter_shape_issues(
             issues.append((join(path, wire), f"required when type is {filter_type}"))
         elif kind != filter_type and present:
             issues.append((join(path, wire), f"must not be set when type is {filter_type}"))
-    if filter_type == "ExtensionRef":
-        issues.append((join(path, "type"), f"ExtensionRef filters are {NOT_YET}"))
+    ref = getattr(filter_spec, "extension_ref", None)
+    if filter_type == "ExtensionRef" and isinstance(ref, ExtensionRefSpec):
+        issues.extend(extension_ref_issues(join(path, "extensionRef"), ref))
     return issues
+
+
+def extension_ref_issues(path: str, ref: ExtensionRefSpec) -> list[FieldIssue]:
+    """Only the isthmus.dev filter kinds can be referenced (in the route's namespace)."""
+    if ref.group == ISTHMUS_GROUP and ref.kind in EXTENSION_FILTER_KINDS:
+        return []
+    kinds = " or ".join(EXTENSION_FILTER_KINDS)
+    return [
+        (
+            path,
+            f"extension {ref.group or 'core'}/{ref.kind} is {NOT_SUPPORTED}; "
+            f"reference an {ISTHMUS_GROUP} {kinds}",
+        )
+    ]
 
 
 def filter_count_issues(path: str, types: list[str]) -> list[FieldIssue]:

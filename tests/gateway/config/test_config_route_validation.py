@@ -34,9 +34,10 @@ def route(spec: str) -> str:
         ),
         (
             "rules: [{filters: [{type: ExtensionRef, extensionRef: "
-            "{group: isthmus.dev, kind: RateLimit, name: r}}]}]",
-            "spec.rules[0].filters[0].type",
-            "ExtensionRef filters are not supported by isthmus yet",
+            "{group: example.com, kind: Lua, name: r}}]}]",
+            "spec.rules[0].filters[0].extensionRef",
+            "extension example.com/Lua is not supported by isthmus; "
+            "reference an isthmus.dev RateLimit or Fault",
         ),
         (
             "rules: [{filters: [{type: CORS}]}]",

@@ -1,0 +1,151 @@
+"""The request observer: access log entries and trace spans for finished requests.
+
+The engine installs one :class:`Observer` when the snapshot turns access logging or tracing
+on (``ProxySettings`` ``telemetry``), and none otherwise, so a proxy without telemetry pays
+nothing per request. The observer never writes or exports on the event loop: the access log
+queues to its writer thread and the tracer batches to the OpenTelemetry SDK's exporter
+thread.
+
+Called by ``gateway.proxy.exchange`` (forwarded requests) and ``gateway.proxy.http`` (local
+replies); built by ``gateway.proxy.engine``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from gateway.codec.messages import RequestHead
+from gateway.config.snapshot import Node, Telemetry
+from gateway.filters.base import LocalReply
+from gateway.telemetry.access_log import (
+    AccessLogEntry,
+    AccessLogger,
+    ensure_request_id,
+    format_start_time,
+)
+from gateway.transport.streams import ServerStream
+
+if TYPE_CHECKING:
+    from gateway.proxy.exchange import Exchange
+
+_NO_FLAGS = "-"
+
+
+def protocol_name(request: RequestHead) -> str:
+    return "HTTP/2" if request.version == "2" else f"HTTP/{request.version}"
+
+
+def _header(request: RequestHead, name: bytes) -> str | None:
+    for k, v in request.headers:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def build_observer(telemetry: Telemetry, node: Node) -> Observer | None:
+    """The observer for a snapshot's telemetry settings, or None when everything is off.
+    Raises ``AccessLogError`` for an access log file that cannot be opened."""
+    access_log = AccessLogger.from_config(telemetry.access_log)
+    if access_log is None:
+        return None
+    return Observer(access_log)
+
+
+class Observer:
+    __slots__ = ("access_log",)
+
+    def __init__(self, access_log: AccessLogger | None) -> None:
+        self.access_log = access_log
+
+    def request_started(self, request: RequestHead) -> None:
+        """On the request path, before it goes upstream: make sure it has an
+        ``x-request-id`` (generated when absent) so the upstream and the log agree."""
+        ensure_request_id(request.headers)
+
+    def exchange_done(self, exchange: Exchange, status: int, duration_ms: float) -> None:
+        log = self.access_log
+        flags = exchange.flags or _NO_FLAGS
+        if log is None or not log.wants(status, flags):
+            return
+        stream = exchange.stream
+        request = stream.request
+        pool = exchange.pool
+        log.emit(
+            self._entry(
+                stream,
+                status,
+                flags,
+                duration_ms,
+                bytes_received=exchange.request_bytes,
+                bytes_sent=exchange.response_bytes,
+                upstream_host=f"{pool.address}:{pool.port}" if pool is not None else None,
+                upstream_cluster=exchange.cluster_name or None,
+                attempts=exchange.attempt,
+                peer=exchange.ctx.peer_principal,
+                request=request,
+            )
+        )
+
+    def local_done(self, stream: ServerStream, reply: LocalReply, duration_ms: float) -> None:
+        log = self.access_log
+        flags = reply.flag or _NO_FLAGS
+        if log is None or not log.wants(reply.status, flags):
+            return
+        log.emit(
+            self._entry(
+                stream,
+                reply.status,
+                flags,
+                duration_ms,
+                bytes_received=0,
+                bytes_sent=len(reply.body),
+                upstream_host=None,
+                upstream_cluster=None,
+                attempts=0,
+                peer=None,
+                request=stream.request,
+            )
+        )
+
+    @staticmethod
+    def _entry(
+        stream: ServerStream,
+        status: int,
+        flags: str,
+        duration_ms: float,
+        *,
+        bytes_received: int,
+        bytes_sent: int,
+        upstream_host: str | None,
+        upstream_cluster: str | None,
+        attempts: int,
+        peer: str | None,
+        request: RequestHead,
+    ) -> AccessLogEntry:
+        info = stream.info
+        return AccessLogEntry(
+            start_time=format_start_time(time.time() - duration_ms / 1000.0),
+            method=request.method,
+            path=request.path,
+            protocol=protocol_name(request),
+            response_code=status,
+            response_flags=flags,
+            bytes_received=bytes_received,
+            bytes_sent=bytes_sent,
+            duration=int(duration_ms),
+            x_forwarded_for=_header(request, b"x-forwarded-for"),
+            user_agent=_header(request, b"user-agent"),
+            request_id=_header(request, b"x-request-id"),
+            authority=request.authority,
+            upstream_host=upstream_host,
+            upstream_cluster=upstream_cluster,
+            downstream_remote_address=f"{info.remote_address}:{info.remote_port}",
+            requested_server_name=info.sni,
+            upstream_request_attempt_count=attempts,
+            downstream_peer_principal=peer,
+        )
+
+    def close(self) -> None:
+        if self.access_log is not None:
+            self.access_log.close(timeout_s=5.0)
