@@ -2,6 +2,14 @@
 
 ``pki`` holds SPIFFE identities, X.509 issuance and verification, the CA, trust bundles,
 credential rotation and TLS context builders. It imports nothing else of ours; ``gateway``,
-``federation`` and ``isthmus`` build on it. Today it has :mod:`pki.issue`, the self-signed
-server certificates that the demo and tests use.
+``federation`` and ``isthmus`` build on it.
+
+- :mod:`pki.spiffe`: SPIFFE IDs; :mod:`pki.svid`: the X.509-SVID rules on one certificate;
+- :mod:`pki.keys`, :mod:`pki.csr`, :mod:`pki.pem`, :mod:`pki.files`: keys, requests, PEM, files;
+- :mod:`pki.authority`: a CA that issues roots, intermediates and workload leaves;
+- :mod:`pki.verify`: the X.509-SVID verifier; :mod:`pki.bundle`: trust bundles;
+- :mod:`pki.cacerts`: Istio's ``cacerts`` layout; :mod:`pki.rootdir` and :mod:`pki.rotation`:
+  the root directory and root rotation behind ``isthmus pki``;
+- :mod:`pki.issue`: self-signed server certificates for the demo (not SVIDs);
+- :mod:`pki.errors`: every error, each naming the rule broken.
 """
