@@ -10,14 +10,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from isthmus.commands import demo, gateway
+from isthmus.commands import catalog, demo, gateway
+from isthmus.commands import pki as pki_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isthmus", description="Isthmus multi-cluster mesh")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     gateway.register(sub)
+    catalog.register(sub)
     demo.register(sub)
+    pki_commands.register(sub)
     return parser
 
 
