@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import configs, loads, report
+from bench import configs, loads, report, resilience
 from bench.procs import (
     BenchError,
     Proc,
@@ -115,6 +115,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="run Isthmus from this source tree (e.g. the mypyc build of `make compiled`)",
     )
+    p.add_argument(
+        "--no-resilience",
+        action="store_true",
+        help="skip the telemetry-overhead and retries-under-failure runs",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
@@ -162,6 +167,7 @@ class Running:
     proc: Proc
     h1_url: str
     h2c_url: str
+    admin: str = ""
 
 
 def _nginx_argv(tmp: Path, conf: Path, name: str) -> list[str]:
@@ -202,11 +208,22 @@ def start_haproxy(sup: Supervisor, tmp: Path, upstream_port: int, cpu: int) -> R
     return Running(proc, f"http://127.0.0.1:{h1}/", f"http://127.0.0.1:{h2}/")
 
 
-def start_isthmus(sup: Supervisor, tmp: Path, upstream_port: int, cpu: int) -> Running:
+def start_isthmus(
+    sup: Supervisor,
+    tmp: Path,
+    upstream_port: int,
+    cpu: int,
+    *,
+    extra: dict[str, str] | None = None,
+    tag: str = "",
+) -> Running:
+    """``extra`` adds YAML files to the configuration; ``tag`` names the run's directory."""
     port, admin = free_ports(2)
-    confdir = tmp / "isthmus-config"
+    confdir = tmp / (f"isthmus-config-{tag}" if tag else "isthmus-config")
     confdir.mkdir()
-    for name, text in configs.isthmus_config(port, upstream_port).items():
+    files = configs.isthmus_config(port, upstream_port)
+    files.update(extra or {})
+    for name, text in files.items():
         (confdir / name).write_text(text)
     argv = [
         sys.executable, "-m", "isthmus", "gateway", "run", "--role", "ingress",
@@ -218,7 +235,7 @@ def start_isthmus(sup: Supervisor, tmp: Path, upstream_port: int, cpu: int) -> R
         # The compiled tree first on the path; the worker processes inherit it.
         cwd = ISTHMUS_TREE.resolve()
         env["PYTHONPATH"] = str(cwd)
-    proc = sup.start("isthmus", argv, cpu, cwd=cwd, env=env)
+    proc = sup.start(f"isthmus-{tag}" if tag else "isthmus", argv, cpu, cwd=cwd, env=env)
     wait_http(
         f"http://127.0.0.1:{admin}/ready",
         proc,
@@ -226,7 +243,7 @@ def start_isthmus(sup: Supervisor, tmp: Path, upstream_port: int, cpu: int) -> R
         what="isthmus gateway (admin /ready)",
     )
     url = f"http://127.0.0.1:{port}/"
-    return Running(proc, url, url)
+    return Running(proc, url, url, f"http://127.0.0.1:{admin}")
 
 
 # Set from --isthmus-tree by main(); None runs the checkout itself.
@@ -521,6 +538,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["proxies"][name] = bench_proxy(name, sup, tmp, upstream, up_h1, args)
             if results["proxies"][name]["errors"]:
                 failed = True
+        if "isthmus" in args.only and not args.no_resilience:
+            try:
+                results["resilience"] = resilience.run(
+                    sup, tmp, up_h1, start_isthmus, duration=args.duration,
+                    warmup=args.warmup, repeat=args.repeat, proxy_cpu=args.proxy_cpu,
+                    load_cpu=args.load_cpu,
+                )  # fmt: skip
+            except BenchError as exc:
+                results["resilience"] = {"error": str(exc)}
+                failed = True
+                log(f"resilience benchmarks FAILED:\n{exc}")
     except KeyboardInterrupt:
         log("interrupted; stopping servers")
         return 130
@@ -533,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report.derive(results)
     print(report.render(results), end="")
+    if "error" not in results.get("resilience", {"error": ""}):
+        print(resilience.render(results["resilience"]), end="")
     path = report.write_json(results, args.results_dir)
     try:
         shown = path.relative_to(Path.cwd())

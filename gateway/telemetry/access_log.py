@@ -37,6 +37,7 @@ Import everything access-log from here: the entry, the flags helper and the requ
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import queue
@@ -66,6 +67,7 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 8192  # entries; a few MiB at most
 DEFAULT_BATCH_MAX = 512  # entries per write
+FLUSH_INTERVAL_S = 0.1  # the longest an entry waits on the deque before it is written
 
 
 class AccessLogError(Exception):
@@ -73,21 +75,39 @@ class AccessLogError(Exception):
 
 
 class _Control:
-    """An instruction for the writer thread, queued in order with the entries."""
+    """An instruction for the writer thread. ``at`` is how many entries had been logged
+    when it was given: the writer carries it out after writing exactly those."""
 
-    __slots__ = ("done", "kind")
+    __slots__ = ("at", "done", "kind")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, at: int) -> None:
         self.kind = kind  # "reopen", "flush" or "close"
+        self.at = at
         self.done = threading.Event()
 
 
 class AccessLogger:
     """JSON-lines access log with a bounded queue and one writer thread."""
 
-    __slots__ = ("_always_errors", "_closed", "_percent", "_queue", "_random", "_sink",
-                 "_thread", "batch_max", "dropped", "failed", "max_queue", "reopen_errors",
-                 "written")  # fmt: skip
+    __slots__ = (
+        "_always_errors",
+        "_appended",
+        "_closed",
+        "_controls",
+        "_entries",
+        "_percent",
+        "_random",
+        "_sink",
+        "_taken",
+        "_thread",
+        "_wake",
+        "batch_max",
+        "dropped",
+        "failed",
+        "max_queue",
+        "reopen_errors",
+        "written",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -116,7 +136,15 @@ class AccessLogger:
         self._random = rand
         self.max_queue = max_queue
         self.batch_max = batch_max
-        self._queue: queue.SimpleQueue[AccessLogEntry | _Control] = queue.SimpleQueue()
+        # Entries go on a deque (append and popleft are atomic) without waking the writer:
+        # waking a thread per request makes the two fight over the GIL and costs more than
+        # the logging itself. The writer wakes every ``FLUSH_INTERVAL_S``, or at once when a
+        # batch is full or a control message (flush, reopen, close) arrives.
+        self._entries: collections.deque[AccessLogEntry] = collections.deque()
+        self._controls: queue.SimpleQueue[_Control] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._appended = 0  # entries put on the deque (by the logging thread)
+        self._taken = 0  # entries taken off it (by the writer)
         self._closed = False
         # Counters, for metrics. ``dropped`` is written only by the logging thread,
         # ``written``, ``failed`` and ``reopen_errors`` only by the writer thread.
@@ -176,42 +204,44 @@ class AccessLogger:
             or self._random() * 100.0 < percent
         ):  # fmt: skip
             return
-        q = self._queue
-        if q.qsize() >= self.max_queue or self._closed:
-            self.dropped += 1
-            return
-        q.put(entry)
+        self.emit(entry)
 
     def emit(self, entry: AccessLogEntry) -> None:
         """Queue ``entry`` without sampling it (after :meth:`wants`); drop and count it
         if the queue is full or the logger is closed. Never blocks, never raises."""
-        q = self._queue
+        entries = self._entries
         # One producer thread (the event loop) cannot overshoot the bound: the writer only
-        # ever shrinks the queue between this check and the put.
-        if q.qsize() >= self.max_queue or self._closed:
+        # ever shrinks the deque between this check and the append.
+        n = len(entries)
+        if n >= self.max_queue or self._closed:
             self.dropped += 1
             return
-        q.put(entry)
+        entries.append(entry)
+        self._appended += 1
+        if n + 1 == self.batch_max:
+            self._wake.set()
 
     def reopen(self) -> None:
         """Ask the writer to reopen the file, after the entries already queued. Returns at
         once; safe from a signal handler on the loop. Standard output is left as it is."""
         if not self._closed:
-            self._queue.put(_Control("reopen"))
+            self._controls.put(_Control("reopen", self._appended))
+            self._wake.set()
 
     # --- control (blocking: not on the event loop) ----------------------------------
 
     @property
     def queued(self) -> int:
         """Entries (and instructions) waiting for the writer."""
-        return self._queue.qsize()
+        return len(self._entries) + self._controls.qsize()
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far is written; ``False`` on timeout."""
         if self._closed:
             return not self._thread.is_alive()
-        marker = _Control("flush")
-        self._queue.put(marker)
+        marker = _Control("flush", self._appended)
+        self._controls.put(marker)
+        self._wake.set()
         return marker.done.wait(timeout_s)
 
     def close(self, timeout_s: float | None = None) -> bool:
@@ -220,7 +250,8 @@ class AccessLogger:
         the entries still queued are then lost with the process. Idempotent."""
         if not self._closed:
             self._closed = True
-            self._queue.put(_Control("close"))
+            self._controls.put(_Control("close", self._appended))
+            self._wake.set()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
@@ -231,55 +262,54 @@ class AccessLogger:
     # --- the writer thread ----------------------------------------------------------
 
     def _run(self) -> None:
-        q = self._queue
         encoder = msgspec.json.Encoder()
-        batch: list[AccessLogEntry] = []
         failing = False
         while True:
-            item = q.get()
-            control: _Control | None = None
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
             while True:
-                if isinstance(item, _Control):
-                    control = item
-                    break
-                batch.append(item)
-                if len(batch) >= self.batch_max:
-                    break
                 try:
-                    item = q.get_nowait()
+                    control = self._controls.get_nowait()
                 except queue.Empty:
                     break
+                # Exactly what was logged before the control message is written first.
+                failing = self._drain(encoder, failing, control.at - self._taken)
+                if control.kind == "reopen":
+                    try:
+                        self._sink.reopen()
+                    except Exception as e:
+                        self.reopen_errors += 1
+                        _log.error("access log: reopen failed, still writing the old file: %s", e)
+                elif control.kind == "close":
+                    try:
+                        self._sink.close()
+                    except Exception as e:
+                        _log.error("access log: close failed: %s", e)
+                    control.done.set()
+                    while True:  # flushes asked for after close have nothing left to wait for
+                        try:
+                            self._controls.get_nowait().done.set()
+                        except queue.Empty:
+                            return
+                control.done.set()
+            failing = self._drain(encoder, failing, len(self._entries))
+
+    def _drain(self, encoder: msgspec.json.Encoder, failing: bool, count: int) -> bool:
+        """Write the next ``count`` entries of the deque (fewer if it has fewer), in
+        batches."""
+        popleft = self._entries.popleft
+        while count > 0:
+            batch: list[AccessLogEntry] = []
+            try:
+                for _ in range(min(count, self.batch_max)):
+                    batch.append(popleft())
+            except IndexError:
+                count = 0
+            self._taken += len(batch)
+            count -= len(batch)
             if batch:
                 failing = self._write(encoder, batch, failing)
-                batch.clear()
-            if control is None:
-                continue
-            if control.kind == "reopen":
-                try:
-                    self._sink.reopen()
-                except Exception as e:
-                    self.reopen_errors += 1
-                    _log.error("access log: reopen failed, still writing the old file: %s", e)
-            elif control.kind == "close":
-                # An entry that raced with close() may sit behind the marker: write it too.
-                while True:
-                    try:
-                        item = q.get_nowait()
-                    except queue.Empty:
-                        break
-                    if isinstance(item, AccessLogEntry):
-                        batch.append(item)
-                    else:
-                        item.done.set()
-                if batch:
-                    self._write(encoder, batch, failing)
-                try:
-                    self._sink.close()
-                except Exception as e:
-                    _log.error("access log: close failed: %s", e)
-                control.done.set()
-                return
-            control.done.set()
+        return failing
 
     def _write(self, encoder: msgspec.json.Encoder, batch: list[AccessLogEntry],
                failing: bool) -> bool:  # fmt: skip
