@@ -45,6 +45,11 @@ HOT_MODULES = [
     "gateway/upstream/pool.py",
     "gateway/upstream/lb.py",
     "gateway/upstream/cluster.py",
+    "gateway/upstream/circuit.py",
+    "gateway/upstream/outlier.py",
+    "gateway/upstream/selection.py",
+    "gateway/proxy/observe.py",
+    "gateway/telemetry/access_request_id.py",
     "gateway/telemetry/stats.py",
     "gateway/filters/base.py",
 ]

@@ -36,11 +36,17 @@ def protocol_name(request: RequestHead) -> str:
     return "HTTP/2" if request.version == "2" else f"HTTP/{request.version}"
 
 
-def _header(request: RequestHead, name: bytes) -> str | None:
+def _logged_headers(request: RequestHead) -> tuple[str | None, str | None, str | None]:
+    """``x-forwarded-for``, ``user-agent`` and ``x-request-id``, in one pass."""
+    xff = agent = rid = None
     for k, v in request.headers:
-        if k == name:
-            return v.decode("latin-1")
-    return None
+        if k == b"x-forwarded-for":
+            xff = v.decode("latin-1")
+        elif k == b"user-agent":
+            agent = v.decode("latin-1")
+        elif k == b"x-request-id":
+            rid = v.decode("latin-1")
+    return xff, agent, rid
 
 
 def build_observer(telemetry: Telemetry, node: Node) -> Observer | None:
@@ -124,6 +130,7 @@ class Observer:
         request: RequestHead,
     ) -> AccessLogEntry:
         info = stream.info
+        xff, agent, rid = _logged_headers(request)
         return AccessLogEntry(
             start_time=format_start_time(time.time() - duration_ms / 1000.0),
             method=request.method,
@@ -134,9 +141,9 @@ class Observer:
             bytes_received=bytes_received,
             bytes_sent=bytes_sent,
             duration=int(duration_ms),
-            x_forwarded_for=_header(request, b"x-forwarded-for"),
-            user_agent=_header(request, b"user-agent"),
-            request_id=_header(request, b"x-request-id"),
+            x_forwarded_for=xff,
+            user_agent=agent,
+            request_id=rid,
             authority=request.authority,
             upstream_host=upstream_host,
             upstream_cluster=upstream_cluster,

@@ -4,7 +4,9 @@
 choices: draw two endpoints at random and take the one with fewer requests in flight;
 ``RANDOM`` draws one; :class:`RingHash` (DestinationRule ``consistentHash``) maps a request's
 hash key onto a ring of endpoint points, so that the same key keeps reaching the same
-endpoint while the endpoint set stays the same, and only ~1/n of keys move when it changes.
+endpoint while the endpoint set stays the same, and few keys move when it changes: an added
+endpoint takes its ~1/n share, and since every endpoint gets ``ring_size / n`` points (as in
+Envoy) a few keys also move between the others, under 2/n in all.
 Ring positions come from a keyed hash that is the same in every worker and process.
 
 Only usable endpoints are candidates (``gateway.upstream.selection`` filters them).

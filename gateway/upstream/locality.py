@@ -8,7 +8,9 @@ An endpoint's priority says how far it is from the proxy (``Node``), as Istio co
 - with ``failoverPriority`` (a list of labels): 0 when the endpoint matches the proxy on all
   of them, 1 when on all but the last, and so on. ``topology.kubernetes.io/region``,
   ``topology.kubernetes.io/zone`` and ``topology.istio.io/subzone`` compare localities; other
-  labels compare the endpoint's labels with the node's.
+  labels compare the endpoint's labels with the node's. An entry ``key=value`` compares the
+  endpoint with that value instead of the proxy's. With ``failover`` set as well, the
+  locality order above applies inside each of these levels (Istio's ``level * 5 + p``).
 
 :func:`priority_loads` then splits traffic between priorities the way Envoy does: each level
 is worth its healthy share times 1.4 (the overprovisioning factor), capped at 100%, and takes
@@ -61,10 +63,19 @@ def priority(
     if lb.failover_priority:
         node_labels = dict(node.labels)
         keys = lb.failover_priority
+        level = len(keys)
         for n in range(len(keys), 0, -1):
-            if all(_label(k, loc, labels) == _label(k, here, node_labels) for k in keys[:n]):
-                return len(keys) - n
-        return len(keys)
+            if all(_same(k, loc, labels, here, node_labels) for k in keys[:n]):
+                level = len(keys) - n
+                break
+        if not lb.failover:
+            return level
+        # Istio applies ``failover`` inside each failoverPriority level (at most 5 steps).
+        return level * 5 + _locality_priority(loc, here, lb)
+    return _locality_priority(loc, here, lb)
+
+
+def _locality_priority(loc: Locality, here: Locality, lb: LocalityLb) -> int:
     region, zone, subzone = loc
     if region == here[0]:
         if zone == here[1]:
@@ -76,6 +87,20 @@ def priority(
     return 3
 
 
+def _same(
+    entry: str,
+    loc: Locality,
+    labels: dict[str, str],
+    here: Locality,
+    node_labels: dict[str, str],
+) -> bool:
+    """One ``failoverPriority`` entry: ``key`` compares the endpoint with the proxy,
+    ``key=value`` compares the endpoint with that value (Istio's override)."""
+    key, eq, value = entry.partition("=")
+    wanted = (value or None) if eq else _label(key, here, node_labels)
+    return _label(key, loc, labels) == wanted
+
+
 def _label(key: str, loc: Locality, labels: dict[str, str]) -> str | None:
     if key == REGION_LABEL:
         return loc[0] or None
@@ -83,7 +108,7 @@ def _label(key: str, loc: Locality, labels: dict[str, str]) -> str | None:
         return loc[1] or None
     if key == SUBZONE_LABEL:
         return loc[2] or None
-    return labels.get(key)
+    return labels.get(key) or None
 
 
 def priority_loads(healthy: Sequence[int], total: Sequence[int]) -> list[float]:
