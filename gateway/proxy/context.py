@@ -10,11 +10,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.codec.messages import RequestHead
 from gateway.config.snapshot import Limits
 from gateway.filters.base import LocalReply
 from gateway.proxy.tasks import Supervisor
 from gateway.telemetry.stats import Stats
+from gateway.telemetry.tracing import ServerSpan
 from gateway.transport.streams import ServerStream
 from gateway.upstream.cluster import ClusterManager
 
@@ -26,7 +26,7 @@ class RequestObserver(Protocol):
     """Sees every request: the access log and traces hang off it
     (``gateway.proxy.observe``)."""
 
-    def request_started(self, request: RequestHead) -> None: ...
+    def request_started(self, stream: ServerStream, peer: str | None) -> ServerSpan | None: ...
 
     def exchange_done(self, exchange: Exchange, status: int, duration_ms: float) -> None: ...
 

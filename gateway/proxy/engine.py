@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from gateway.config.snapshot import PortBinding, Snapshot
 from gateway.filters.chain import build_route_table
+from gateway.filters.jwks_fetch import JwksRegistry
+from gateway.filters.listener_security import build_listener_security, jwks_uris
 from gateway.proxy.context import EngineContext
 from gateway.proxy.http import HttpProxy
 from gateway.proxy.observe import Observer, build_observer
@@ -66,6 +68,8 @@ class Engine:
         self.snapshot: Snapshot | None = None
         self.observer: Observer | None = None
         self.draining = False
+        # JWKS key sources for RequestAuthentication, kept fresh in the background.
+        self.jwks = JwksRegistry()
         self._sweeper: asyncio.TimerHandle | None = loop.call_later(_SWEEP_S, self._sweep)
 
     async def apply(self, snap: Snapshot) -> None:
@@ -113,6 +117,7 @@ class Engine:
             if key not in keep:
                 self.supervisor.spawn(old.drain(snap.limits.drain_timeout_s))
         self.listeners = keep
+        self.jwks.retain(uri for b in snap.ports for uri in jwks_uris(b.listeners))
         self.snapshot = snap
         self.stats.gauges["isthmus_listeners"] = float(len(keep))
 
@@ -125,9 +130,12 @@ class Engine:
         else:
             try:
                 table = build_route_table(binding.listeners)
+                security = build_listener_security(
+                    binding.listeners, binding.port, self.jwks.source_for
+                )
             except ValueError as exc:
                 raise ApplyError(f"port {binding.port}: {exc}") from exc
-            handler = HttpProxy(self.ctx, table)
+            handler = HttpProxy(self.ctx, table, security)
             if binding.protocol == "HTTPS":
                 pairs = tuple(c for lst in binding.listeners for c in lst.certificates)
                 tls = ListenerTLS(SniContexts(pairs))
@@ -202,6 +210,7 @@ class Engine:
             lst.tracker.abort_all()
             lst.tracker.stop()
         self.clusters.close()
+        await self.jwks.aclose()
         await self.supervisor.aclose()
         if self.observer is not None:
             await asyncio.to_thread(self.observer.close)

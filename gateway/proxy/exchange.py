@@ -36,6 +36,7 @@ from gateway.filters.chain import run_response
 from gateway.proxy.context import EngineContext
 from gateway.proxy.local import send_reply
 from gateway.proxy.tunnel import TunnelPipe
+from gateway.telemetry.tracing import ClientSpan, ServerSpan
 from gateway.transport.streams import ServerStream
 from gateway.upstream.cluster import UpstreamCluster
 from gateway.upstream.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
@@ -56,6 +57,7 @@ class Exchange:
         "_body_ended",
         "_body_forwarded",
         "_body_size",
+        "_client_span",
         "_connecting",
         "_delayed",
         "_done",
@@ -90,6 +92,7 @@ class Exchange:
         "request_timeout_s",
         "retry",
         "set_cookie",
+        "span",
         "started",
         "stream",
         "upstream",
@@ -129,6 +132,8 @@ class Exchange:
         self.flags = ""
         self.hash_key = 0
         self.set_cookie: bytes | None = None
+        self.span: ServerSpan | None = None
+        self._client_span: ClientSpan | None = None
         self._delayed = False
         self._connecting: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -252,6 +257,19 @@ class Exchange:
         self.upstream = up
         self._reused = reused
         request = self.stream.request
+        span = self.span
+        if span is not None:
+            pool = self.pool
+            client = span.start_client(
+                request,
+                self.cluster_name,
+                pool.address if pool is not None else None,
+                pool.port if pool is not None else None,
+                self.attempt - 1,
+            )
+            client.inject(request.headers)
+            self._end_try(None, "")
+            self._client_span = client
         try:
             up.send_request(request, request.end_stream)
         except Exception as exc:  # a codec refusing the request must not strand the client
@@ -364,6 +382,7 @@ class Exchange:
         retry = self.retry
         if retry is not None and status in retry.codes:
             if self._retry_allowed():
+                self._end_try(status, "")
                 up = self.upstream
                 self.upstream = None
                 if up is not None:
@@ -403,6 +422,8 @@ class Exchange:
                     self._grpc_status = v.decode("latin-1")
         self.upstream = None
         self.stream.send_end(trailers)
+        if self._client_span is not None:
+            self._end_try(self._status, "")
         self._finish(self._status, self.flags)
 
     def on_upstream_error(self, error: UpstreamError) -> None:
@@ -434,6 +455,8 @@ class Exchange:
 
     def _try_failed(self, error: UpstreamError, *, local: bool) -> None:
         """The current try got no usable response."""
+        if self._client_span is not None:
+            self._end_try(self._status or None, error.flag)
         cluster = self.cluster
         pool = self.pool
         if local and cluster is not None and pool is not None:
@@ -447,6 +470,13 @@ class Exchange:
         if self.retry is not None and self.attempt > 1:
             self.flags = "URX"
         self._fail(error)
+
+    def _end_try(self, status: int | None, flag: str) -> None:
+        """End the current try's client span (if any)."""
+        client = self._client_span
+        if client is not None:
+            self._client_span = None
+            client.end(status, flag or None)
 
     def _retry_allowed(self) -> bool:
         retry = self.retry
@@ -537,6 +567,8 @@ class Exchange:
             self._connecting.cancel()
             self._connecting = None
         self._unpend()
+        if self._client_span is not None:
+            self._end_try(self._status or None, flag or "DC")
         cluster = self.cluster
         if cluster is not None:
             if self._admitted:

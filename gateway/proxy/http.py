@@ -16,6 +16,7 @@ from collections.abc import Callable
 from gateway.codec.messages import RequestHead, ResponseHead
 from gateway.filters.base import HttpFilter, LocalReply, RequestContext
 from gateway.filters.chain import run_request
+from gateway.filters.listener_security import ListenerSecurity
 from gateway.proxy.context import EngineContext
 from gateway.proxy.exchange import Exchange, copy_request
 from gateway.proxy.hashing import request_hash
@@ -66,27 +67,40 @@ def add_forwarded(request: RequestHead, client: str, xff: bytes | None) -> None:
 class HttpProxy:
     """One per listening port and snapshot."""
 
-    __slots__ = ("engine", "table")
+    __slots__ = ("engine", "security", "table")
 
-    def __init__(self, engine: EngineContext, table: RouteTable[HttpFilter]) -> None:
+    def __init__(
+        self,
+        engine: EngineContext,
+        table: RouteTable[HttpFilter],
+        security: ListenerSecurity | None = None,
+    ) -> None:
         self.engine = engine
         self.table = table
+        # Listener-level authn/authz (RequestAuthentication, AuthorizationPolicy): as in
+        # Envoy, these filters run before the router, so before route matching.
+        self.security = security
 
     def on_request(self, stream: ServerStream) -> StreamHandler:
         started = time.monotonic()
         request = stream.request
         protocol, xff, expect = inspect(request)
+        ctx = RequestContext(
+            request=request,
+            downstream_address=stream.info.remote_address,
+            downstream_tls=stream.info.tls,
+        )
+        security = self.security
+        if security is not None:
+            denied = security.on_request(ctx)
+            if denied is not None:
+                return self._reply(stream, denied, started, protocol)
         result = self.table.match(request.authority, request.path, request.method, request.headers)
         if result is None:
             return self._reply(stream, LocalReply(404, body=b"no route\n", flag="NR"), started,
                                protocol)  # fmt: skip
         rule = result.rule
-        ctx = RequestContext(
-            request=request,
-            matched_prefix=result.matched_prefix,
-            downstream_address=stream.info.remote_address,
-            downstream_tls=stream.info.tls,
-        )
+        ctx.matched_prefix = result.matched_prefix
         chain = rule.filters
         if chain:
             reply = run_request(chain, ctx)
@@ -104,9 +118,10 @@ class HttpProxy:
         if expect is not None:
             self._continue(stream, request, expect)
         add_forwarded(request, stream.info.remote_address, xff)
+        span = None
         observer = self.engine.observer
         if observer is not None:
-            observer.request_started(request)
+            span = observer.request_started(stream, ctx.peer_principal)
         exchange = Exchange(
             self.engine,
             stream,
@@ -119,6 +134,7 @@ class HttpProxy:
             backend_timeout_s=rule.backend_request_timeout_s,
             retry=rule.retry,
         )
+        exchange.span = span
         upstream = self.engine.clusters.get(cluster)
         if upstream is not None and upstream.config.consistent_hash is not None:
             exchange.hash_key, exchange.set_cookie = request_hash(

@@ -24,6 +24,7 @@ from gateway.telemetry.access_log import (
     ensure_request_id,
     format_start_time,
 )
+from gateway.telemetry.tracing import ServerSpan, Tracer
 from gateway.transport.streams import ServerStream
 
 if TYPE_CHECKING:
@@ -51,27 +52,46 @@ def _logged_headers(request: RequestHead) -> tuple[str | None, str | None, str |
 
 def build_observer(telemetry: Telemetry, node: Node) -> Observer | None:
     """The observer for a snapshot's telemetry settings, or None when everything is off.
-    Raises ``AccessLogError`` for an access log file that cannot be opened."""
-    access_log = AccessLogger.from_config(telemetry.access_log)
-    if access_log is None:
+    Raises ``AccessLogError`` for an access log file that cannot be opened and
+    ``TracingConfigError`` for an unusable tracing configuration."""
+    tracer = Tracer(telemetry.tracing, node) if telemetry.tracing is not None else None
+    try:
+        access_log = AccessLogger.from_config(telemetry.access_log)
+    except Exception:
+        if tracer is not None:
+            tracer.shutdown()
+        raise
+    if access_log is None and tracer is None:
         return None
-    return Observer(access_log)
+    return Observer(access_log, tracer)
 
 
 class Observer:
-    __slots__ = ("access_log",)
+    __slots__ = ("access_log", "tracer")
 
-    def __init__(self, access_log: AccessLogger | None) -> None:
+    def __init__(self, access_log: AccessLogger | None, tracer: Tracer | None = None) -> None:
         self.access_log = access_log
+        self.tracer = tracer
 
-    def request_started(self, request: RequestHead) -> None:
+    def request_started(self, stream: ServerStream, peer: str | None) -> ServerSpan | None:
         """On the request path, before it goes upstream: make sure it has an
-        ``x-request-id`` (generated when absent) so the upstream and the log agree."""
+        ``x-request-id`` (generated when absent) so the upstream and the log agree, and
+        start its server span."""
+        request = stream.request
         ensure_request_id(request.headers)
+        tracer = self.tracer
+        if tracer is None:
+            return None
+        info = stream.info
+        return tracer.start_server(request, info.remote_address, peer,
+                                   peer_port=info.remote_port)  # fmt: skip
 
     def exchange_done(self, exchange: Exchange, status: int, duration_ms: float) -> None:
-        log = self.access_log
         flags = exchange.flags or _NO_FLAGS
+        span = exchange.span
+        if span is not None:
+            span.end(status, flags, cluster=exchange.cluster_name or None)
+        log = self.access_log
         if log is None or not log.wants(status, flags):
             return
         stream = exchange.stream
@@ -90,12 +110,24 @@ class Observer:
                 attempts=exchange.attempt,
                 peer=exchange.ctx.peer_principal,
                 request=request,
+                trace_id=span.trace_id if span is not None else None,
             )
         )
 
     def local_done(self, stream: ServerStream, reply: LocalReply, duration_ms: float) -> None:
-        log = self.access_log
+        """A request the proxy answered itself (no route, a filter's reply): its span
+        starts and ends here."""
         flags = reply.flag or _NO_FLAGS
+        trace_id = None
+        tracer = self.tracer
+        if tracer is not None:
+            info = stream.info
+            span = tracer.start_server(stream.request, info.remote_address, None,
+                                       peer_port=info.remote_port)  # fmt: skip
+            if span is not None:
+                span.end(reply.status, flags)
+                trace_id = span.trace_id
+        log = self.access_log
         if log is None or not log.wants(reply.status, flags):
             return
         log.emit(
@@ -111,6 +143,7 @@ class Observer:
                 attempts=0,
                 peer=None,
                 request=stream.request,
+                trace_id=trace_id,
             )
         )
 
@@ -128,6 +161,7 @@ class Observer:
         attempts: int,
         peer: str | None,
         request: RequestHead,
+        trace_id: str | None,
     ) -> AccessLogEntry:
         info = stream.info
         xff, agent, rid = _logged_headers(request)
@@ -150,9 +184,13 @@ class Observer:
             downstream_remote_address=f"{info.remote_address}:{info.remote_port}",
             requested_server_name=info.sni,
             upstream_request_attempt_count=attempts,
+            trace_id=trace_id,
             downstream_peer_principal=peer,
         )
 
     def close(self) -> None:
+        """Flush and stop (blocking: run it off the event loop)."""
         if self.access_log is not None:
             self.access_log.close(timeout_s=5.0)
+        if self.tracer is not None:
+            self.tracer.shutdown()
