@@ -11,5 +11,7 @@ credential rotation and TLS context builders. It imports nothing else of ours; `
 - :mod:`pki.cacerts`: Istio's ``cacerts`` layout; :mod:`pki.rootdir` and :mod:`pki.rotation`:
   the root directory and root rotation behind ``isthmus pki``;
 - :mod:`pki.issue`: self-signed server certificates for the demo (not SVIDs);
+- :mod:`pki.service`: the CA service (``isthmus pki serve``); :mod:`pki.credentials`: the
+  credential manager every proxy runs; :mod:`pki.tls_context`: TLS contexts from its material;
 - :mod:`pki.errors`: every error, each naming the rule broken.
 """

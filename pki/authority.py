@@ -26,6 +26,7 @@ unevenly by TLS stacks (a peer that does not know them must reject the critical 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -147,9 +148,14 @@ class Authority:
         ttl: datetime.timedelta = DEFAULT_LEAF_TTL,
         max_ttl: datetime.timedelta = MAX_LEAF_TTL,
         dns_names: tuple[str, ...] = (),
+        ip_addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (),
         now: datetime.datetime | None = None,
     ) -> x509.Certificate:
-        """An X.509-SVID for ``spiffe_id`` and ``public_key``, valid for ``ttl`` (<= max_ttl)."""
+        """An X.509-SVID for ``spiffe_id`` and ``public_key``, valid for ``ttl`` (<= max_ttl).
+
+        ``dns_names`` and ``ip_addresses`` add SANs besides the SPIFFE ID (the CA service's own
+        server certificate needs them for hostname verification; workload CSRs never get them).
+        """
         if not spiffe_id.member_of(self.trust_domain):
             raise IssuanceError(
                 f"{spiffe_id} is not in this CA's trust domain {self.trust_domain}",
@@ -172,6 +178,7 @@ class Authority:
                     f"DNS name {dns!r}: use ASCII (the IDNA A-label)", rule="dns-name"
                 )
             names.append(x509.DNSName(dns.lower()))
+        names.extend(x509.IPAddress(ip) for ip in ip_addresses)
         encipherment = isinstance(public_key, rsa.RSAPublicKey)
         start, end = self._window(ttl, now)
         cert = (

@@ -31,6 +31,7 @@ from pki.files import write_file
 from pki.keys import KeyType, generate_key, read_passphrase_file, write_private_key
 from pki.pem import certificates_to_pem
 from pki.rootdir import BUNDLE, RootDir, init_root
+from pki.service.tokens import TokenChecker
 from pki.spiffe import parse_spiffe_id
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -284,6 +285,131 @@ def _rotate_root(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve -----------------------------------------------------------------------------------
+
+
+def _add_serve(psub: SubParsers) -> None:
+    cmd = psub.add_parser("serve", help="run the CA service: sign workload CSRs for tokens")
+    cmd.add_argument(
+        "--ca",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="a cacerts directory, or a root directory",
+    )
+    cmd.add_argument(
+        "--listen", required=True, type=_hostport, metavar="HOST:PORT", help="port 0: any free port"
+    )
+    cmd.add_argument("--trust-domain", required=True, metavar="TD", help="must be the CA's")
+    tokens = cmd.add_mutually_exclusive_group(required=True)
+    tokens.add_argument(
+        "--bootstrap-tokens",
+        type=Path,
+        metavar="FILE",
+        help="YAML mapping token -> {namespace, serviceAccount}, reloaded when it changes",
+    )
+    tokens.add_argument(
+        "--kubeconfig", type=Path, metavar="FILE", help="check tokens with TokenReviews"
+    )
+    tokens.add_argument(
+        "--in-cluster", action="store_true", help="check tokens with TokenReviews, as this pod"
+    )
+    cmd.add_argument(
+        "--token-audience",
+        action="append",
+        default=None,
+        metavar="AUD",
+        help="TokenReview audience the token must carry (repeatable; default isthmus-ca)",
+    )
+    cmd.add_argument(
+        "--max-ttl",
+        type=parse_duration,
+        default=DEFAULT_LEAF_TTL,
+        help="longest lifetime a request may ask for (default 24h); the default is 24h or less",
+    )
+    cmd.add_argument(
+        "--audit-log",
+        type=Path,
+        metavar="FILE",
+        help="append JSON audit lines here (default stdout)",
+    )
+    cmd.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a DNS name or IP clients use to reach the service (repeatable)",
+    )
+    cmd.add_argument(
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
+        help="passphrase of the CA key, if it is encrypted (root directories only)",
+    )
+    cmd.set_defaults(handler=_guarded(_serve))
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (port 0-65535), got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pki.service.app import ServiceSettings, build_app
+    from pki.service.audit import AuditLog
+    from pki.service.bootstrap import BootstrapTokens
+    from pki.service.server import CaServer, serve_until_signalled
+    from pki.service.server_cert import ServerCertificate, server_names
+
+    if args.max_ttl > MAX_LEAF_TTL:
+        raise LayoutError(f"--max-ttl: at most {MAX_LEAF_TTL.days}d", rule="ttl-too-long")
+    authority, bundle = _load_ca(args.ca, _passphrase(args))
+    found = cacerts.CaCerts(authority, bundle)
+    settings = ServiceSettings(args.trust_domain, max_ttl=args.max_ttl)
+    checker: TokenChecker
+    if args.bootstrap_tokens is not None:
+        checker = BootstrapTokens(args.bootstrap_tokens)
+    else:
+        checker = _token_review_checker(args)
+    host, port = args.listen
+    dns_names, ips = server_names(host, args.server_name)
+    certificate = ServerCertificate(lambda: found, dns_names, ips)
+    audit = AuditLog(args.audit_log)
+    try:
+        app = build_app(found, checker, settings, audit=audit)
+        server = CaServer(app, certificate, host, port)
+
+        def announce(url: str) -> None:
+            print(
+                f"isthmus pki serve: CA service for trust domain {settings.trust_domain} on {url}",
+                flush=True,
+            )
+
+        asyncio.run(serve_until_signalled(server, announce))
+    finally:
+        audit.close()
+    return 0
+
+
+def _token_review_checker(args: argparse.Namespace) -> TokenChecker:
+    from kubernetes.config import ConfigException
+
+    from pki.service.tokenreview import DEFAULT_AUDIENCES, TokenReviewChecker, kube_api_client
+
+    try:
+        api_client = kube_api_client(kubeconfig=args.kubeconfig, in_cluster=args.in_cluster)
+    except ConfigException as exc:
+        raise LayoutError(f"Kubernetes configuration: {exc}", rule="kubeconfig") from exc
+    audiences = (
+        tuple(a for a in args.token_audience if a) if args.token_audience else DEFAULT_AUDIENCES
+    )
+    return TokenReviewChecker(api_client, audiences=audiences)
+
+
 # --- shared ----------------------------------------------------------------------------------
 
 
@@ -326,4 +452,5 @@ _ADDERS: list[Callable[[SubParsers], None]] = [
     _add_issue_intermediate,
     _add_issue,
     _add_rotate_root,
+    _add_serve,
 ]
