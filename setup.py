@@ -49,7 +49,6 @@ HOT_MODULES = [
     "gateway/upstream/outlier.py",
     "gateway/upstream/selection.py",
     "gateway/proxy/observe.py",
-    "gateway/telemetry/access_request_id.py",
     "gateway/telemetry/stats.py",
     "gateway/filters/base.py",
 ]

@@ -30,6 +30,7 @@ from gateway.config.listeners import build_ports, check_conflicts
 from gateway.config.loader import load_directory
 from gateway.config.refs import Resolver
 from gateway.config.resources import Resources
+from gateway.config.security import apply_security
 from gateway.config.snapshot import Limits, Node, Snapshot, Telemetry
 from gateway.config.traffic_policy import TrafficPolicies
 from gateway.config.translate import grpc_route_config, http_route_config, tls_route_config
@@ -51,6 +52,7 @@ def compile_resources(resources: Resources) -> Snapshot:
     ports = build_ports(gateways, attached, resolver)
     settings = resources.of_kind(ProxySettings)
     node = settings[0].node() if settings else Node()
+    ports = apply_security(ports, resources, node)
     services = resources.of_kind(Service)
     policies = TrafficPolicies.of(services, resources.of_kind(DestinationRule), node.namespace)
     unresolved = resolver.unresolved + policies.unresolved

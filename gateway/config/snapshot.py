@@ -326,6 +326,88 @@ class TLSRouteConfig(Struct, frozen=True):
     backends: tuple[WeightedBackend, ...] = ()
 
 
+# --- security policy (Istio AuthorizationPolicy, RequestAuthentication) --------------------
+
+AuthzAction = Literal["ALLOW", "DENY", "AUDIT"]
+
+
+class AuthzSource(Struct, frozen=True):
+    """``rules[].from[].source``: the fields are ANDed, the values of one field ORed. Values
+    keep Istio's string forms (``abc``, ``abc*``, ``*abc``, ``*``; CIDRs for IP blocks)."""
+
+    principals: tuple[str, ...] = ()
+    not_principals: tuple[str, ...] = ()
+    request_principals: tuple[str, ...] = ()
+    not_request_principals: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    not_namespaces: tuple[str, ...] = ()
+    ip_blocks: tuple[str, ...] = ()
+    not_ip_blocks: tuple[str, ...] = ()
+
+
+class AuthzOperation(Struct, frozen=True):
+    """``rules[].to[].operation``; ports are decimal strings, as in Istio."""
+
+    hosts: tuple[str, ...] = ()
+    not_hosts: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    not_methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    not_paths: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    not_ports: tuple[str, ...] = ()
+
+
+class AuthzCondition(Struct, frozen=True):
+    """``rules[].when[]``: ``key`` is an Istio attribute such as ``request.headers[x-id]``."""
+
+    key: str
+    values: tuple[str, ...] = ()
+    not_values: tuple[str, ...] = ()
+
+
+class AuthzRule(Struct, frozen=True):
+    """Matches when one source, one operation and every condition match; an empty list of
+    sources or operations matches anything."""
+
+    sources: tuple[AuthzSource, ...] = ()
+    operations: tuple[AuthzOperation, ...] = ()
+    conditions: tuple[AuthzCondition, ...] = ()
+
+
+class AuthzPolicy(Struct, frozen=True):
+    """An AuthorizationPolicy that applies to a listener. ``name`` is ``namespace/name``. A
+    policy without rules matches nothing (an ALLOW one then denies every request)."""
+
+    name: str
+    action: AuthzAction = "ALLOW"
+    rules: tuple[AuthzRule, ...] = ()
+
+
+class JwtHeader(Struct, frozen=True):
+    """Where a token is read from: header ``name`` (lower-case) after ``prefix``."""
+
+    name: str
+    prefix: str = ""
+
+
+class JwtRule(Struct, frozen=True):
+    """One ``jwtRules[]`` entry of a RequestAuthentication that applies to a listener.
+    ``policy`` is ``namespace/name``. Exactly one of ``jwks_uri`` and ``jwks`` (inline JSON)
+    is set. Without ``from_headers`` and ``from_params`` the token is read from
+    ``Authorization: Bearer`` and the ``access_token`` query parameter."""
+
+    policy: str
+    issuer: str
+    audiences: tuple[str, ...] = ()
+    jwks_uri: str | None = None
+    jwks: str | None = None
+    from_headers: tuple[JwtHeader, ...] = ()
+    from_params: tuple[str, ...] = ()
+    output_payload_to_header: str | None = None  # lower-case
+    forward_original_token: bool = False
+
+
 # --- listeners -----------------------------------------------------------------------------
 
 
@@ -351,6 +433,9 @@ class Listener(Struct, frozen=True):
     certificates: tuple[CertificatePair, ...] = ()
     http_routes: tuple[HTTPRouteConfig, ...] = ()
     tls_routes: tuple[TLSRouteConfig, ...] = ()
+    # Security policies that apply to this listener (gateway.config.security).
+    authz_policies: tuple[AuthzPolicy, ...] = ()
+    jwt_rules: tuple[JwtRule, ...] = ()
 
 
 class PortBinding(Struct, frozen=True):

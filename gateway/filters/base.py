@@ -10,7 +10,7 @@ on the :class:`RequestContext`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.codec.messages import Headers, RequestHead, ResponseHead
 
@@ -38,6 +38,8 @@ class RequestContext:
     downstream_tls: bool = False
     # The downstream peer's SPIFFE ID when it authenticated with mTLS, else None.
     peer_principal: str | None = None
+    # The claims of the request's verified JWT (RequestAuthentication), else None.
+    jwt_payload: dict[str, Any] | None = None
     # Seconds to wait before the upstream request (Fault delay); the handler honours it.
     delay_s: float = 0.0
 

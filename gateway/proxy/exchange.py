@@ -502,9 +502,7 @@ class Exchange:
             self._backend_timer.cancel()
             self._backend_timer = None
         self._release_pool()
-        base = self.retry.backoff_base_s
-        ceiling = min(base * (2**self.attempt - 1), base * 10)
-        delay = random.uniform(0.0, ceiling)
+        delay = backoff_delay(self.retry.backoff_base_s, self.attempt, random.random())
         self._retry_timer = self.engine.loop.call_later(delay, self._retry_now)
 
     def _retry_now(self) -> None:
@@ -640,6 +638,14 @@ class Exchange:
         pipe.connect(down, upstream_src)
         self.upstream = None
         self._finish(101, "")
+
+
+def backoff_delay(base_s: float, retry: int, draw: float) -> float:
+    """How long retry number ``retry`` (1 for the first) waits: exponential backoff with
+    full jitter, Envoy's way. ``draw`` is uniform in [0, 1); the ceiling is
+    ``base * (2^retry - 1)``, at most ten times ``base``."""
+    ceiling = min(base_s * ((1 << retry) - 1), base_s * 10.0)
+    return draw * ceiling
 
 
 def copy_request(head: RequestHead) -> RequestHead:

@@ -6,6 +6,7 @@ class to validate and convert it with; every class lists its accepted ``apiVersi
 
 from __future__ import annotations
 
+from gateway.config.kinds.authorizationpolicy import AuthorizationPolicy
 from gateway.config.kinds.core import EndpointSlice, Service
 from gateway.config.kinds.destinationrule import DestinationRule
 from gateway.config.kinds.fault import Fault
@@ -15,6 +16,7 @@ from gateway.config.kinds.httproute import HTTPRoute
 from gateway.config.kinds.meta import Object
 from gateway.config.kinds.proxysettings import ProxySettings
 from gateway.config.kinds.ratelimit import RateLimit
+from gateway.config.kinds.requestauthentication import RequestAuthentication
 from gateway.config.kinds.secret import Secret
 from gateway.config.kinds.tlsroute import TLSRoute
 
@@ -34,11 +36,14 @@ KINDS: dict[str, type[Object]] = {
         DestinationRule,
         RateLimit,
         Fault,
+        AuthorizationPolicy,
+        RequestAuthentication,
     )
 }
 
 __all__ = [
     "KINDS",
+    "AuthorizationPolicy",
     "DestinationRule",
     "EndpointSlice",
     "Fault",
@@ -50,6 +55,7 @@ __all__ = [
     "ProxySettings",
     "RateLimit",
     "ReferenceGrant",
+    "RequestAuthentication",
     "Secret",
     "Service",
     "TLSRoute",
