@@ -135,6 +135,27 @@ class HealthCheck(Struct, frozen=True):
     expected_statuses: tuple[int, ...] = ()  # empty: any 2xx
 
 
+class UpstreamTls(Struct, frozen=True):
+    """TLS origination towards a cluster's endpoints (DestinationRule ``tls``, or what the
+    control plane sets for mesh traffic).
+
+    ``ISTIO_MUTUAL``: present the proxy's own SVID and verify the peer against the proxy's
+    trust bundle and ``subject_alt_names`` (the SPIFFE IDs the destination may have).
+    ``SIMPLE``: server-authenticated TLS with ``ca_pem`` (or the system roots).
+    ``MUTUAL``: like SIMPLE plus a client certificate from ``client_cert_pem``/``client_key_pem``.
+    ``sni`` is sent in the ClientHello; cross-cluster clusters use Istio's
+    ``outbound_.<port>_._.<host>`` form so that the remote east-west gateway can route on it.
+    """
+
+    mode: Literal["ISTIO_MUTUAL", "SIMPLE", "MUTUAL"] = "ISTIO_MUTUAL"
+    sni: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    ca_pem: str | None = None
+    client_cert_pem: str | None = None
+    client_key_pem: str | None = None
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
+
+
 class Cluster(Struct, frozen=True):
     """A group of endpoints that requests are balanced over: one Service port.
 
@@ -151,6 +172,10 @@ class Cluster(Struct, frozen=True):
     consistent_hash: ConsistentHash | None = None
     locality_lb: LocalityLb | None = None
     health_check: HealthCheck | None = None
+    tls: UpstreamTls | None = None
+    # Set for clusters imported from another cluster of the mesh (the federation
+    # controller): that cluster's name, for the destination_cluster metric label.
+    origin_cluster: str | None = None
 
 
 # --- HTTP routing --------------------------------------------------------------------------
