@@ -265,6 +265,19 @@ def test_real_prometheus_scrapes_and_answers_promql(setup: Setup, tmp_path: Path
         assert wait_until(answer, timeout_s=30, interval_s=0.5, what="a PromQL answer") == N
         up = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": "up"}).json()
         assert up["data"]["result"][0]["value"][1] == "1"
+        # The proxy's own state: a histogram quantile as dashboards draw it, and the
+        # endpoints the cluster balances over.
+        own = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/query",
+            params={"query": 'sum(isthmus_upstream_endpoints{cluster_name="default/metrics:80"})'},
+        ).json()
+        assert float(own["data"]["result"][0]["value"][1]) >= 1
+        p99 = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/query",
+            params={"query": "histogram_quantile(0.99, sum by (le) "
+                    "(istio_request_duration_milliseconds_bucket))"},
+        ).json()  # fmt: skip
+        assert p99["data"]["result"], p99
     finally:
         proc.terminate()
         proc.wait(10)
