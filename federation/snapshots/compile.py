@@ -1,0 +1,337 @@
+"""Compile one proxy's snapshot from the cluster's objects and the imported services.
+
+Called by :class:`federation.snapshots.hub.SnapshotHub` whenever its inputs change. Pure and
+deterministic: the same inputs give the same snapshot and so the same version hash (imports
+are sorted, never read in mapping order).
+
+**Local configuration.** For the ``ingress`` role the cluster's Gateway API objects compile
+exactly as ``isthmus gateway run --config`` compiles them
+(:func:`gateway.config.compile.compile_resources`); a ``ConfigError`` from it propagates. The
+node's ``cluster`` becomes this cluster's name, and the node carries the label
+``topology.istio.io/cluster=<cluster>``. Other roles are not served yet (``ConfigError``).
+
+**Imported services** (:class:`federation.model.ImportedService`, one per exporting cluster):
+
+- every port of ``<ns>/<name>`` exported by any other cluster becomes the cluster
+  ``<ns>/<name>.clusterset:<port>`` (:func:`clusterset_cluster_name`): the local naming
+  ``<ns>/<name>:<port>`` with ``.clusterset`` after the service name (as in the MCS host
+  ``<name>.<ns>.svc.clusterset.local``); a Service name is a DNS label without dots, so it
+  never collides with a local Service's cluster;
+- its endpoints are the exporting clusters' east-west gateways, one per exporting cluster,
+  sorted by cluster name, with that cluster's locality (``isthmus-locality``) and the label
+  ``topology.istio.io/cluster=<exporting cluster>``. An endpoint is ready when the exporter's
+  TTL check passes and it reports at least one ready endpoint;
+- ``tls`` is Istio mutual TLS with the service's AUTO_PASSTHROUGH SNI
+  (:func:`federation.model.service_sni`), verifying the peer against
+  ``spiffe://<trust domain>/ns/<ns>/*`` for each exporter's trust domain (the service
+  accounts behind a remote service are not published, so any identity of the namespace is
+  accepted; the ``*`` suffix is Istio's prefix form, as in authorization principals);
+- ``origin_cluster`` names the exporting clusters (comma-separated when several);
+- locality-aware balancing is on (a default ``LocalityLb``), so the exporter in the proxy's
+  own region is preferred and the others take over when its gateway is not ready.
+
+**Failover of a local Service.** When a local Service is also exported by other clusters,
+each of its clusters (one per port) gets those clusters' gateways appended as extra
+endpoints, each with its own ``tls`` (the mTLS settings above: the local endpoints stay as
+they are) and its cluster's locality. All endpoints carry the ``topology.istio.io/cluster``
+label, and when no DestinationRule sets ``localityLbSetting`` the cluster gets
+``failoverPriority: [topology.istio.io/cluster]``: local endpoints form priority 0, remote
+ones priority 1 (Istio's recipe for cross-cluster failover). ``gateway.upstream.locality``
+then keeps all traffic local while enough local endpoints are healthy: an endpoint that is
+not ready does not count at all, so with no ready local endpoint everything goes to the
+other clusters, and as ready local endpoints turn unhealthy (outlier detection or active
+health checks, as in Istio) traffic spills over by Envoy's priority loads (overprovisioning
+factor 1.4). A DestinationRule that sets its own ``localityLbSetting`` is kept as it is.
+
+**Routes to imported services (the rule).** The compiler adds no routes of its own. A
+``backendRef`` (HTTPRoute or GRPCRoute rule) to a Service ``<ns>/<name>`` port ``P`` that does
+not exist locally, but that another cluster exports with port ``P``, resolves to
+``<ns>/<name>.clusterset:P`` instead of being unresolved (ReferenceGrants apply as for a
+local Service). So an HTTPRoute attached to a Gateway listener with ``hostnames:
+[<name>.<ns>.svc.clusterset.local]`` and a backendRef to ``<name>`` is how
+``Host: <name>.<ns>.svc.clusterset.local`` reaches the other clusters through the ingress;
+when the Service exists locally the backendRef keeps resolving to the local cluster, which
+fails over as above. Mirror filters and TLSRoutes are not redirected (an unresolved mirror
+is dropped; passthrough cannot add the mesh's mTLS).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from federation.model import ImportedService, ServicePort, service_sni
+from gateway.config.clusters import upstream_protocol
+from gateway.config.compile import compile_resources
+from gateway.config.errors import ConfigError, Problem
+from gateway.config.kinds import GRPCRoute, HTTPRoute
+from gateway.config.kinds.route_parts import BackendRef
+from gateway.config.refs import Resolver
+from gateway.config.resources import Resources, key_of
+from gateway.config.schema import item, join
+from gateway.config.snapshot import (
+    Cluster,
+    Endpoint,
+    HTTPRouteConfig,
+    Listener,
+    LocalityLb,
+    Node,
+    PortBinding,
+    RouteRule,
+    Snapshot,
+    UnresolvedRef,
+    UpstreamTls,
+    WeightedBackend,
+)
+
+CLUSTER_LABEL = "topology.istio.io/cluster"
+ROLES = ("ingress",)
+
+ImportKey = tuple[str, str, str]
+"""(exporting cluster, namespace, name) of an imported service."""
+
+
+class ProxyInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks for a snapshot: the proxy's id (unique per proxy), its role, and where it
+    runs. Proxies that differ only by ``id`` get the same snapshot."""
+
+    id: str
+    role: str = "ingress"
+    namespace: str = "default"
+    workload: str = "isthmus-ingress"
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def shape(self) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+        """What the snapshot depends on (everything but the id)."""
+        return (self.role, self.namespace, self.workload, self.labels)
+
+
+def clusterset_cluster_name(namespace: str, name: str, port: int) -> str:
+    return f"{namespace}/{name}.clusterset:{port}"
+
+
+def compile_for(
+    proxy: ProxyInfo,
+    resources: Resources,
+    imports: Mapping[ImportKey, ImportedService],
+    cluster: str,
+    *,
+    dns_domain: str = "cluster.local",
+) -> Snapshot:
+    """The snapshot of ``proxy`` in ``cluster``. Raises :class:`ConfigError` when the local
+    configuration does not compile or the role is not served."""
+    if proxy.role not in ROLES:
+        raise ConfigError(
+            [Problem(f"proxy {proxy.id}", f"the {proxy.role} role is not served by the controller")]
+        )
+    base = compile_resources(resources)
+    remote = _group(imports.values(), cluster)
+    node = _node(base.node, cluster)
+    clusters = [_with_failover(c, remote, node, dns_domain) for c in base.clusters]
+    for (namespace, name), exporters in sorted(remote.items()):
+        for port in _ports(exporters):
+            clusters.append(_clusterset_cluster(namespace, name, port, exporters, dns_domain))
+    ports, unresolved = _redirect_backends(base, resources, remote)
+    snapshot = msgspec.structs.replace(
+        base,
+        ports=ports,
+        clusters=tuple(sorted(clusters, key=lambda c: c.name)),
+        node=node,
+        unresolved=unresolved,
+    )
+    return snapshot.with_version()
+
+
+# --- imported services ---------------------------------------------------------------------
+
+
+def _group(
+    imports: Iterable[ImportedService], cluster: str
+) -> dict[tuple[str, str], list[ImportedService]]:
+    """Imports by (namespace, name), each list sorted by exporting cluster; our own
+    cluster's entries are left out."""
+    grouped: dict[tuple[str, str], dict[str, ImportedService]] = defaultdict(dict)
+    for imp in imports:
+        if imp.cluster != cluster:
+            grouped[(imp.namespace, imp.name)][imp.cluster] = imp
+    return {key: [by[c] for c in sorted(by)] for key, by in grouped.items()}
+
+
+def _ports(exporters: list[ImportedService]) -> list[ServicePort]:
+    """Every port number any exporter offers, the first exporter's description winning."""
+    found: dict[int, ServicePort] = {}
+    for imp in exporters:
+        for port in imp.ports:
+            found.setdefault(port.port, port)
+    return [found[p] for p in sorted(found)]
+
+
+def _exporters_of(exporters: list[ImportedService], port: int) -> list[ImportedService]:
+    return [imp for imp in exporters if any(p.port == port for p in imp.ports)]
+
+
+def _locality(value: str) -> tuple[str | None, str | None, str | None]:
+    parts = [*value.split("/", 2), "", ""][:3]
+    return (parts[0] or None, parts[1] or None, parts[2] or None)
+
+
+def _san(imp: ImportedService) -> str:
+    return f"spiffe://{imp.trust_domain}/ns/{imp.namespace}/*"
+
+
+def _tls(namespace: str, name: str, port: int, sans: Iterable[str], domain: str) -> UpstreamTls:
+    return UpstreamTls(
+        mode="ISTIO_MUTUAL",
+        sni=service_sni(namespace, name, port, domain),
+        subject_alt_names=tuple(sorted(set(sans))),
+    )
+
+
+def _gateway_endpoint(imp: ImportedService, tls: UpstreamTls | None) -> Endpoint:
+    region, zone, subzone = _locality(imp.locality)
+    ready = imp.healthy and imp.ready_endpoints > 0
+    return Endpoint(
+        address=imp.gateway_address,
+        port=imp.gateway_port,
+        ready=ready,
+        serving=ready,
+        region=region,
+        zone=zone,
+        subzone=subzone,
+        labels=((CLUSTER_LABEL, imp.cluster),),
+        tls=tls,
+    )
+
+
+def _clusterset_cluster(
+    namespace: str, name: str, port: ServicePort, exporters: list[ImportedService], domain: str
+) -> Cluster:
+    serving = _exporters_of(exporters, port.port)
+    return Cluster(
+        name=clusterset_cluster_name(namespace, name, port.port),
+        protocol=upstream_protocol(port.app_protocol),
+        endpoints=tuple(_gateway_endpoint(imp, None) for imp in serving),
+        locality_lb=LocalityLb(),
+        tls=_tls(namespace, name, port.port, (_san(imp) for imp in serving), domain),
+        origin_cluster=",".join(imp.cluster for imp in serving),
+    )
+
+
+# --- local Services that other clusters export too -----------------------------------------
+
+
+def _split_cluster_name(name: str) -> tuple[str, str, int] | None:
+    namespace, slash, rest = name.partition("/")
+    service, colon, port = rest.rpartition(":")
+    if not slash or not colon or not port.isdigit():
+        return None
+    return namespace, service, int(port)
+
+
+def _with_label(labels: tuple[tuple[str, str], ...], value: str) -> tuple[tuple[str, str], ...]:
+    kept = [(k, v) for k, v in labels if k != CLUSTER_LABEL]
+    return tuple(sorted([*kept, (CLUSTER_LABEL, value)]))
+
+
+def _with_failover(
+    local: Cluster,
+    remote: Mapping[tuple[str, str], list[ImportedService]],
+    node: Node,
+    domain: str,
+) -> Cluster:
+    parsed = _split_cluster_name(local.name)
+    if parsed is None:
+        return local
+    namespace, name, port = parsed
+    exporters = _exporters_of(remote.get((namespace, name), []), port)
+    if not exporters:
+        return local
+    here = dict(node.labels)[CLUSTER_LABEL]
+    own = tuple(
+        msgspec.structs.replace(e, labels=_with_label(e.labels, here)) for e in local.endpoints
+    )
+    appended = tuple(
+        _gateway_endpoint(imp, _tls(namespace, name, port, [_san(imp)], domain))
+        for imp in exporters
+    )
+    locality_lb = local.locality_lb or LocalityLb(failover_priority=(CLUSTER_LABEL,))
+    return msgspec.structs.replace(local, endpoints=own + appended, locality_lb=locality_lb)
+
+
+def _node(node: Node, cluster: str) -> Node:
+    return msgspec.structs.replace(node, cluster=cluster, labels=_with_label(node.labels, cluster))
+
+
+# --- backendRefs to Services that only other clusters have ---------------------------------
+
+_Patches = dict[tuple[str, str, str], dict[tuple[int, int], str]]
+"""(kind, namespace, name) of a route → (rule, backendRef) → clusterset cluster name."""
+
+
+def _redirect_backends(
+    base: Snapshot,
+    resources: Resources,
+    remote: Mapping[tuple[str, str], list[ImportedService]],
+) -> tuple[tuple[PortBinding, ...], tuple[UnresolvedRef, ...]]:
+    """The port bindings with backendRefs to imported-only Services resolved, and the
+    unresolved references less those."""
+    if not remote:
+        return base.ports, base.unresolved
+    resolver = Resolver.of(resources)
+    patches: _Patches = {}
+    resolved: set[tuple[str, str]] = set()
+    routes: list[tuple[HTTPRoute | GRPCRoute, list[tuple[BackendRef, ...]]]] = [
+        *((r, [rule.backend_refs for rule in r.spec.rules]) for r in resources.of_kind(HTTPRoute)),
+        *((r, [rule.backend_refs for rule in r.spec.rules]) for r in resources.of_kind(GRPCRoute)),
+    ]
+    for route, rules in routes:
+        for i, refs in enumerate(rules):
+            for j, ref in enumerate(refs):
+                namespace = ref.namespace or route.namespace
+                if ref.port is None or (namespace, ref.name) in resolver.services:
+                    continue
+                if not _exporters_of(remote.get((namespace, ref.name), []), ref.port):
+                    continue
+                if not resolver.permitted(route, "Service", namespace, ref.name):
+                    continue
+                target = clusterset_cluster_name(namespace, ref.name, ref.port)
+                patches.setdefault((route.kind_name, route.namespace, route.name), {})[(i, j)] = (
+                    target
+                )
+                field = item(join(item("spec.rules", i), "backendRefs"), j)
+                resolved.add((str(key_of(route)), field))
+    if not patches:
+        return base.ports, base.unresolved
+    ports = tuple(_patch_binding(b, patches) for b in base.ports)
+    unresolved = tuple(u for u in base.unresolved if (u.source, u.field) not in resolved)
+    return ports, unresolved
+
+
+def _patch_binding(binding: PortBinding, patches: _Patches) -> PortBinding:
+    listeners = tuple(_patch_listener(listener, patches) for listener in binding.listeners)
+    return msgspec.structs.replace(binding, listeners=listeners)
+
+
+def _patch_listener(listener: Listener, patches: _Patches) -> Listener:
+    routes = tuple(_patch_route(route, patches) for route in listener.http_routes)
+    return msgspec.structs.replace(listener, http_routes=routes)
+
+
+def _patch_route(route: HTTPRouteConfig, patches: _Patches) -> HTTPRouteConfig:
+    found = patches.get((route.kind, route.namespace, route.name))
+    if not found:
+        return route
+    rules = tuple(_patch_rule(i, rule, found) for i, rule in enumerate(route.rules))
+    return msgspec.structs.replace(route, rules=rules)
+
+
+def _patch_rule(i: int, rule: RouteRule, found: dict[tuple[int, int], str]) -> RouteRule:
+    backends = tuple(
+        WeightedBackend(cluster=found[(i, j)], weight=b.weight)
+        if not b.cluster and (i, j) in found
+        else b
+        for j, b in enumerate(rule.backends)
+    )
+    return msgspec.structs.replace(rule, backends=backends)
