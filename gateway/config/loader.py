@@ -1,6 +1,8 @@
 """Read a configuration directory of Kubernetes YAML into validated :class:`Resources`.
 
 Called by ``gateway.config.compile.load_snapshot`` (and so by the CLI and the reload path).
+:func:`load_objects` validates objects that are already decoded, for the federation
+controller's sources (``federation.sources.store``).
 Every ``*.yaml``/``*.yml`` file under the directory is read, recursively and in sorted order;
 hidden files and directories (such as the ``..data`` links of a mounted ConfigMap) are
 skipped. A file may hold several documents, and a document may be a ``kind: List``. Every
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,21 @@ def load_directory(path: str | os.PathLike[str]) -> Resources:
     return collector.finish()
 
 
+def load_objects(
+    docs: Iterable[Any], origin_label: str, problems: list[Problem] | None = None
+) -> Resources:
+    """Validate already-decoded objects (from a Kubernetes API, say) like ``load_directory``.
+
+    Each object's origin is ``origin_label`` (there are no lines). Without ``problems`` any
+    problem raises one :class:`ConfigError`; with it, the problems are appended to that list
+    and the valid objects are returned (the federation controller skips bad objects).
+    """
+    collector = _Collector()
+    for number, data in enumerate(docs, start=1):
+        collector._read_object(origin_label, _Document(data, None), data, "", number)
+    return collector.finish(problems)
+
+
 def _yaml_files(root: Path) -> list[Path]:
     found = []
     for candidate in root.rglob("*"):
@@ -53,7 +71,7 @@ class _Document:
     """One YAML document, with the line of every field path in it."""
 
     data: Any
-    line: int
+    line: int | None
     lines: dict[str, int] = field(default_factory=dict)
 
     def origin(self, file: str, prefix: str) -> Origin:
@@ -164,10 +182,11 @@ class _Collector:
         self.objects[key] = obj
         self.origins[key] = origin
 
-    def finish(self) -> Resources:
+    def finish(self, problems: list[Problem] | None = None) -> Resources:
         settings = sorted(k for k in self.objects if k.kind == ProxySettings.kind_name)
         for key in settings[1:]:
-            origin = self.origins[key]
+            origin = self.origins.pop(key)
+            del self.objects[key]
             self.problems.append(
                 Problem(
                     origin.file,
@@ -177,7 +196,9 @@ class _Collector:
                 )
             )
         if self.problems:
-            raise ConfigError(self.problems)
+            if problems is None:
+                raise ConfigError(self.problems)
+            problems.extend(self.problems)
         keys = sorted(self.objects)
         return Resources(tuple(self.objects[k] for k in keys), {k: self.origins[k] for k in keys})
 
