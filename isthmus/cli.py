@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from isthmus.commands import catalog, demo, gateway
+from isthmus.commands import catalog, demo, federation, gateway
 from isthmus.commands import pki as pki_commands
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.register(sub)
     catalog.register(sub)
     demo.register(sub)
+    federation.register(sub)
     pki_commands.register(sub)
     return parser
 

@@ -19,6 +19,8 @@ import msgspec
 PathMatchType = Literal["Exact", "PathPrefix", "RegularExpression"]
 StringMatchType = Literal["Exact", "RegularExpression"]
 ListenerProtocol = Literal["HTTP", "HTTPS", "TLS"]
+# Downstream mTLS of a port (Istio PeerAuthentication); DISABLE compiles to None.
+MtlsMode = Literal["STRICT", "PERMISSIVE"]
 UpstreamProtocol = Literal["http1", "h2c"]
 LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"]
 UNLIMITED = 2**32 - 1  # Istio's "no limit" for connection pool counts
@@ -40,6 +42,9 @@ class Endpoint(Struct, frozen=True):
     EndpointSlice). ``labels`` are the labels ``failoverPriority`` compares.
     ``workload`` and ``service_account`` name what runs behind the address, for the
     ``destination_*`` metric labels and (later) the expected peer identity.
+    ``tls``, when set, replaces the cluster's ``tls`` for this endpoint: the federation
+    controller appends another cluster's east-west gateway to a local Service's cluster (as a
+    lower-priority failover locality) and that endpoint alone needs mTLS with the service SNI.
     """
 
     address: str
@@ -54,6 +59,7 @@ class Endpoint(Struct, frozen=True):
     labels: tuple[tuple[str, str], ...] = ()
     workload: str | None = None
     service_account: str | None = None
+    tls: UpstreamTls | None = None
 
 
 class ConnectionPool(Struct, frozen=True):
@@ -464,12 +470,18 @@ class Listener(Struct, frozen=True):
 
 
 class PortBinding(Struct, frozen=True):
-    """A socket: the listeners that share one address and port."""
+    """A socket: the listeners that share one address and port.
+
+    ``mtls`` (HTTP ports only) makes the port serve mutual TLS with the proxy's own SVID:
+    ``STRICT`` accepts only mTLS, ``PERMISSIVE`` mTLS and plaintext (told apart by the first
+    byte). The peer's SPIFFE ID becomes the request's principal (``gateway.transport.mtls``).
+    """
 
     address: str
     port: int
     protocol: ListenerProtocol
     listeners: tuple[Listener, ...]
+    mtls: MtlsMode | None = None
 
 
 # --- process-wide limits -------------------------------------------------------------------

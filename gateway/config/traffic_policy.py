@@ -16,8 +16,9 @@ DestinationRules and the proxy's namespace; ``gateway.config.clusters`` calls
 - Several rules for the same host in one namespace are not merged field by field: the oldest
   (``creationTimestamp``, then name; no timestamp counts as oldest) that has a
   ``trafficPolicy`` supplies it, as Istio does.
-- ``portLevelSettings`` for a Service port replace ``loadBalancer``, ``connectionPool`` and
-  ``outlierDetection`` each as a whole.
+- ``portLevelSettings`` for a Service port replace ``loadBalancer``, ``connectionPool``,
+  ``outlierDetection`` and ``tls`` each as a whole. ``tls`` becomes ``Cluster.tls`` (None for
+  DISABLE).
 
 A rule that applies to no Service is not an error (Istio ignores it), nor is a newer rule
 shadowed by an older one; both are recorded as snapshot ``UnresolvedRef``s, shown in
@@ -135,6 +136,13 @@ class TrafficPolicies:
                 )
         return policies
 
+    def sets_tls(self, service: Service, port: int) -> bool:
+        """Whether the chosen rule says anything about TLS for Service port ``port``."""
+        rule = self.chosen.get((service.namespace, service.name))
+        if rule is None or rule.spec.traffic_policy is None:
+            return False
+        return rule.spec.traffic_policy.for_port(port).tls is not None
+
     def apply(self, service: Service, port: int, cluster: Cluster) -> Cluster:
         """``cluster`` (Service port ``port``) with the chosen rule's policy applied."""
         rule = self.chosen.get((service.namespace, service.name))
@@ -146,6 +154,8 @@ class TrafficPolicies:
             changes["pool"] = parts.connection_pool.pool()
         if parts.outlier_detection is not None:
             changes["outlier"] = parts.outlier_detection.outlier()
+        if parts.tls is not None:
+            changes["tls"] = parts.tls.upstream_tls()
         if (lb := parts.load_balancer) is not None:
             if (policy := lb.lb_policy()) is not None:
                 changes["lb_policy"] = policy

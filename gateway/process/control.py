@@ -30,6 +30,17 @@ class Drain(msgspec.Struct, tag="drain"):
     exit: bool = True
 
 
+class Credentials(msgspec.Struct, tag="credentials"):
+    """The proxy's identity for mTLS: PEM chain (leaf first), PEM key, PEM trust bundle.
+    Sent before the first ``Apply`` and again whenever the material changes; the key only
+    crosses the socketpair between the supervisor and its own workers."""
+
+    spiffe_id: str
+    chain_pem: bytes
+    key_pem: bytes
+    bundle_pem: bytes
+
+
 class Result(msgspec.Struct, tag="result"):
     ok: bool
     error: str = ""
@@ -39,7 +50,7 @@ class Collected(msgspec.Struct, tag="collected"):
     stats: StatsDump
 
 
-Message = Apply | Collect | Drain | Result | Collected
+Message = Apply | Collect | Drain | Credentials | Result | Collected
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

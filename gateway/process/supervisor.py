@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -24,13 +24,31 @@ from gateway.config.errors import ConfigError
 from gateway.config.snapshot import Snapshot, encode
 from gateway.filters import ratelimit_table
 from gateway.process import control
+from gateway.process.credentials import (
+    CredentialSource,
+    CredentialsRefused,
+    describe,
+    encode_credentials,
+)
 from gateway.process.sources import SnapshotSource
 from gateway.telemetry.render import ProxyIdentity, identity_of, render
 from gateway.telemetry.stats import merge
+from pki.credentials import Credentials
 
 log = logging.getLogger("isthmus.supervisor")
 
 _WATCH_INTERVAL_S = 1.0
+
+
+@runtime_checkable
+class PushSource(Protocol):
+    """A source told of changes as they happen (``gateway.process.control_plane``): the
+    watcher waits on it instead of polling, and reports whether each snapshot it loaded was
+    applied."""
+
+    def wait_changed(self, timeout_s: float) -> bool: ...
+
+    def report(self, applied: bool, error: str) -> None: ...
 
 
 @dataclass
@@ -43,6 +61,8 @@ class SupervisorConfig:
     identity: ProxyIdentity = field(default_factory=ProxyIdentity)
     watch: bool = True
     role: str = "ingress"
+    # The proxy's own identity for mTLS (gateway.process.credentials); None: it has none.
+    credentials: CredentialSource | None = None
 
 
 class StartupError(Exception):
@@ -98,6 +118,9 @@ class GatewaySupervisor:
         self._workers: list[_Worker] = []
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        # The last credentials sent to the workers (sent again to a restarted one).
+        self._credentials: control.Credentials | None = None
+        self._identity: dict[str, object] | None = None
 
     # -- admin backend -------------------------------------------------------------------------
 
@@ -123,6 +146,7 @@ class GatewaySupervisor:
             "role": self.config.role,
             "workers": sum(1 for w in self._workers if w.alive),
             "last_error": self.last_error or None,
+            "identity": self._identity,
             "snapshot": msgspec.to_builtins(snap) if snap else None,
         }
 
@@ -148,7 +172,9 @@ class GatewaySupervisor:
         self._workers = [_Worker(i) for i in range(self.config.workers)]
         for w in self._workers:
             await w.start()
-        error = await self._apply_all(snap)
+        error = await self._start_credentials()
+        error = error or await self._apply_all(snap)
+        await self._report(not error, error)
         if error:
             await self._stop_workers(1.0)
             raise StartupError(error)
@@ -167,6 +193,11 @@ class GatewaySupervisor:
             raise StartupError(f"admin API: {exc}") from None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(admin.serve())
+            follow = (
+                tg.create_task(self.config.credentials.follow(self._push_credentials))
+                if self.config.credentials is not None
+                else None
+            )
             watch = tg.create_task(self._watch()) if self.config.watch else None
             monitors = [tg.create_task(self._monitor(w)) for w in self._workers]
             self._tg = tg
@@ -174,6 +205,8 @@ class GatewaySupervisor:
             self.draining = True
             if watch is not None:
                 watch.cancel()
+            if follow is not None:
+                follow.cancel()
             deadline = self.snapshot.limits.drain_timeout_s if self.snapshot else 30.0
             for m in monitors:
                 m.cancel()
@@ -184,7 +217,7 @@ class GatewaySupervisor:
     def _spawn_reload(self, why: str) -> None:
         tg = getattr(self, "_tg", None)
         if tg is not None and not self.draining:
-            tg.create_task(self.reload(why))
+            tg.create_task(self._reload_and_report(why))
 
     async def reload(self, why: str = "change") -> bool:
         async with self._reload_lock:
@@ -226,15 +259,54 @@ class GatewaySupervisor:
                 return f"worker {w.index}: {reply.error}"
         return ""
 
+    async def _start_credentials(self) -> str:
+        source = self.config.credentials
+        if source is None:
+            return ""
+        try:
+            credentials = await source.first()
+        except CredentialsRefused as exc:
+            return f"identity from {source.description}: {exc}"
+        return await self._push_credentials(credentials)
+
+    async def _push_credentials(self, credentials: Credentials) -> str:
+        """Send new credentials to every worker; they use them for new connections."""
+        msg = encode_credentials(credentials)
+        self._credentials = msg
+        self._identity = describe(credentials)
+        replies = await asyncio.gather(*(w.ask(msg) for w in self._workers))
+        for w, reply in zip(self._workers, replies, strict=True):
+            if not (isinstance(reply, control.Result) and reply.ok):
+                error = reply.error if isinstance(reply, control.Result) else "no answer"
+                log.error("worker %d refused the credentials: %s", w.index, error)
+                return f"worker {w.index} refused the credentials: {error}"
+        log.info("identity %s (serial %s) sent to the workers", credentials.spiffe_id,
+                 self._identity["serial"])  # fmt: skip
+        return ""
+
     async def _watch(self) -> None:
+        source = self.config.source
+        push = source if isinstance(source, PushSource) else None
         while True:
-            await asyncio.sleep(_WATCH_INTERVAL_S)
-            try:
-                changed = await asyncio.to_thread(self.config.source.changed)
-            except OSError:
-                continue
+            if push is not None:
+                changed = await asyncio.to_thread(push.wait_changed, _WATCH_INTERVAL_S)
+            else:
+                await asyncio.sleep(_WATCH_INTERVAL_S)
+                try:
+                    changed = await asyncio.to_thread(source.changed)
+                except OSError:
+                    continue
             if changed:
-                await self.reload("file change")
+                await self._reload_and_report("file change" if push is None else "control plane")
+
+    async def _reload_and_report(self, why: str) -> None:
+        ok = await self.reload(why)
+        await self._report(ok, "" if ok else self.last_error)
+
+    async def _report(self, applied: bool, error: str) -> None:
+        source = self.config.source
+        if isinstance(source, PushSource):
+            await asyncio.to_thread(source.report, applied, error)
 
     async def _monitor(self, w: _Worker) -> None:
         """Restart a worker that died, and give it the current snapshot."""
@@ -246,6 +318,8 @@ class GatewaySupervisor:
                 return
             log.error("worker %d exited with %s; restarting", w.index, code)
             await w.start()
+            if self._credentials is not None:
+                await w.ask(self._credentials)
             if self.snapshot is not None:
                 reply = await w.ask(control.Apply(snapshot=encode(self.snapshot)))
                 if not (isinstance(reply, control.Result) and reply.ok):

@@ -19,6 +19,7 @@ import sys
 
 from gateway.config import snapshot as snapshot_mod
 from gateway.process import control
+from gateway.process.credentials import CredentialsRefused, decode_credentials
 from gateway.proxy.engine import ApplyError, Engine
 
 log = logging.getLogger("isthmus.worker")
@@ -55,6 +56,12 @@ async def serve(control_fd: int) -> int:
                     gc.freeze()  # what survives config load is long-lived; spare the GC
                     await control.send(writer, control.Result(ok=True))
                 except ApplyError as exc:
+                    await control.send(writer, control.Result(ok=False, error=str(exc)))
+            elif isinstance(msg, control.Credentials):
+                try:
+                    engine.set_credentials(decode_credentials(msg))
+                    await control.send(writer, control.Result(ok=True))
+                except CredentialsRefused as exc:
                     await control.send(writer, control.Result(ok=False, error=str(exc)))
             elif isinstance(msg, control.Collect):
                 await control.send(writer, control.Collected(stats=engine.collect()))

@@ -28,9 +28,13 @@ from gateway.proxy.tasks import Supervisor
 from gateway.telemetry.stats import Stats, StatsDump
 from gateway.transport.connection import ConnectionTracker
 from gateway.transport.listener import PortListener
+from gateway.transport.mtls_identity import WorkloadIdentity
+from gateway.transport.mtls_listener import MtlsServing
 from gateway.transport.passthrough import PassthroughConnection
 from gateway.transport.tls import ListenerTLS, SniContexts
 from gateway.upstream.cluster import ClusterManager
+from gateway.upstream.tls import ClusterTls, build_cluster_tls, endpoint_tls_key
+from pki.credentials import Credentials
 
 log = logging.getLogger("isthmus.engine")
 
@@ -70,6 +74,9 @@ class Engine:
         self.draining = False
         # JWKS key sources for RequestAuthentication, kept fresh in the background.
         self.jwks = JwksRegistry()
+        # This proxy's SVID (mTLS listeners, ISTIO_MUTUAL clusters); None until the
+        # supervisor sends credentials.
+        self.identity: WorkloadIdentity | None = None
         self._sweeper: asyncio.TimerHandle | None = loop.call_later(_SWEEP_S, self._sweep)
 
     async def apply(self, snap: Snapshot) -> None:
@@ -79,6 +86,7 @@ class Engine:
         observer = self.observer
         new_observer = False
         try:
+            cluster_tls = self._cluster_tls(snap)
             for binding in snap.ports:
                 plans.append(self._prepare(binding, snap))
             if self.snapshot is None or snap.telemetry != self.snapshot.telemetry:
@@ -96,7 +104,7 @@ class Engine:
             self.observer = self.ctx.observer = observer
             if old_observer is not None:
                 self.supervisor.spawn(asyncio.to_thread(old_observer.close))
-        self.clusters.apply(snap.clusters, snap.limits, snap.node)
+        self.clusters.apply(snap.clusters, snap.limits, snap.node, cluster_tls)
         if self._sweeper is not None:
             self._sweeper.cancel()
         self._sweep()  # and reschedule at the new clusters' pace
@@ -121,10 +129,48 @@ class Engine:
         self.snapshot = snap
         self.stats.gauges["isthmus_listeners"] = float(len(keep))
 
+    def set_credentials(self, credentials: Credentials) -> bool:
+        """Use ``credentials`` for mTLS connections made from now on (live ones keep theirs).
+        Returns False when they are the ones in use already."""
+        if self.identity is None:
+            self.identity = WorkloadIdentity(credentials)
+            return True
+        changed = self.identity.update(credentials)
+        if changed:
+            log.info("identity %r: new credentials for new connections", self.identity)
+        return changed
+
+    def _cluster_tls(self, snap: Snapshot) -> dict[str, ClusterTls]:
+        """TLS origination by cluster name, and by ``endpoint_tls_key`` for endpoints that
+        carry their own (remote east-west gateways appended to a local cluster)."""
+        out: dict[str, ClusterTls] = {}
+        for c in snap.clusters:
+            try:
+                if c.tls is not None:
+                    out[c.name] = build_cluster_tls(c.tls, c.protocol, self.identity)
+                for ep in c.endpoints:
+                    if ep.tls is not None:
+                        key = endpoint_tls_key(c.name, ep.address, ep.port)
+                        out[key] = build_cluster_tls(ep.tls, c.protocol, self.identity)
+            except ValueError as exc:
+                raise ApplyError(f"cluster {c.name}: {exc}") from exc
+        return out
+
+    def _mtls(self, binding: PortBinding) -> MtlsServing | None:
+        if binding.mtls is None:
+            return None
+        if self.identity is None:
+            raise ApplyError(
+                f"port {binding.port}: mTLS {binding.mtls} (PeerAuthentication) needs the "
+                "proxy's own identity: start it with --cert/--key/--bundle or --ca-url"
+            )
+        return MtlsServing(self.identity, binding.mtls, self.supervisor.spawn)
+
     def _prepare(self, binding: PortBinding, snap: Snapshot) -> _Plan:
         handler: HttpProxy | None = None
         tls: ListenerTLS | None = None
         router: TlsRouter | None = None
+        mtls = self._mtls(binding)
         if binding.protocol == "TLS":
             router = TlsRouter(binding.listeners, self.clusters)
         else:
@@ -141,7 +187,11 @@ class Engine:
                 tls = ListenerTLS(SniContexts(pairs))
         key = (binding.address, binding.port)
         existing = self.listeners.get(key)
-        if existing is not None and existing.protocol == binding.protocol:
+        if (
+            existing is not None
+            and existing.protocol == binding.protocol
+            and existing.mtls_mode == binding.mtls
+        ):
             return _Plan(binding, existing, False, handler, tls, router)
         listener = PortListener(
             binding.address,
@@ -152,6 +202,7 @@ class Engine:
             handler=handler,
             tls=tls,
             make_protocol=self._passthrough_factory(router),
+            mtls=mtls,
         )
         try:
             listener.bind()

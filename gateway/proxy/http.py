@@ -89,6 +89,7 @@ class HttpProxy:
             request=request,
             downstream_address=stream.info.remote_address,
             downstream_tls=stream.info.tls,
+            peer_principal=stream.info.peer_principal,
         )
         security = self.security
         if security is not None:

@@ -6,6 +6,8 @@ metrics report as. The east-west and sidecar roles are other presets of the same
 
 from __future__ import annotations
 
+from gateway.process.control_plane import ControlPlaneSource
+from gateway.process.credentials import CredentialSource
 from gateway.process.sources import DirectorySource
 from gateway.process.supervisor import SupervisorConfig, run
 from gateway.telemetry.render import ProxyIdentity
@@ -20,14 +22,44 @@ def run_ingress(
     namespace: str = "default",
     cluster: str = "Kubernetes",
     watch: bool = True,
+    credentials: CredentialSource | None = None,
 ) -> int:
-    """Serve the Gateway API YAML in ``config_dir`` until SIGTERM. Returns an exit code."""
+    """Serve the Gateway API YAML in ``config_dir`` until SIGTERM. Returns an exit code.
+    ``credentials``: the proxy's own identity, for ISTIO_MUTUAL clusters (optional)."""
     config = SupervisorConfig(
         source=DirectorySource(config_dir),
         workers=workers,
         admin=admin,
         identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
         watch=watch,
+        role="ingress",
+        credentials=credentials,
+    )
+    return run(config)
+
+
+def run_ingress_control_plane(
+    url: str,
+    *,
+    proxy_id: str,
+    cache: str | None,
+    admin: tuple[str, int],
+    workers: int,
+    workload: str = "isthmus-ingress",
+    namespace: str = "default",
+    cluster: str = "Kubernetes",
+) -> int:
+    """Serve the snapshots the federation controller at ``url`` computes for ``proxy_id``,
+    caching the last applied one in ``cache``, until SIGTERM. Returns an exit code."""
+    source = ControlPlaneSource(
+        url, proxy_id, cache_path=cache, role="ingress", namespace=namespace, workload=workload
+    )
+    config = SupervisorConfig(
+        source=source,
+        workers=workers,
+        admin=admin,
+        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
+        watch=True,
         role="ingress",
     )
     return run(config)

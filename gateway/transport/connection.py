@@ -154,6 +154,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._wait_started = now
         self._first_byte_at: float | None = None
         self._first_request = True
+        # Called after a TLS handshake (mTLS peer identification); may abort.
+        self._on_tls = on_tls_connection
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -174,6 +176,11 @@ class DownstreamConnection(asyncio.Protocol):
             alpn = ssl_obj.selected_alpn_protocol() if ssl_obj is not None else None
             self.info.alpn = alpn
             self.info.sni = getattr(ssl_obj, "isthmus_sni", None) if ssl_obj else None
+            on_tls = self._on_tls
+            if on_tls is not None:
+                on_tls(self)
+                if self._closed:
+                    return
             if alpn == "h2":
                 self._use_h2()
             else:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from gateway.config.snapshot import Limits
 from gateway.transport.connection import ConnectionEvents, ConnectionTracker, DownstreamConnection
+from gateway.transport.mtls_listener import MtlsAcceptor, MtlsServing
 from gateway.transport.streams import RequestHandlerFactory, ServerStream, StreamHandler
 from gateway.transport.tls import ListenerTLS
 
@@ -62,6 +63,7 @@ class PortListener:
         handler: RequestHandlerFactory | None = None,
         tls: ListenerTLS | None = None,
         make_protocol: Callable[[ConnectionTracker], asyncio.Protocol] | None = None,
+        mtls: MtlsServing | None = None,
     ) -> None:
         self.address = address
         self.port = port
@@ -73,6 +75,13 @@ class PortListener:
         self._make_protocol = make_protocol
         self.sock: socket.socket | None = None
         self.server: asyncio.Server | None = None
+        # mTLS ports (PeerAuthentication) accept through their own loop.
+        self.mtls = mtls
+        self._acceptor: MtlsAcceptor | None = None
+
+    @property
+    def mtls_mode(self) -> str | None:
+        return self.mtls.mode if self.mtls is not None else None
 
     def bind(self) -> None:
         """Bind now (may raise OSError): done before a snapshot is committed."""
@@ -85,6 +94,13 @@ class PortListener:
         if self.sock is None:
             self.bind()
         assert self.sock is not None
+        if self.mtls is not None:
+            self._acceptor = self.mtls.start(
+                self.sock, self._new_mtls_protocol, self.tracker.events, self.port,
+                handshake_timeout_s=self.limits.header_timeout_s,
+                max_pending=self.limits.max_connections_per_listener,
+            )  # fmt: skip
+            return
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             self._new_protocol,
@@ -99,6 +115,16 @@ class PortListener:
         assert self.dispatch is not None
         return DownstreamConnection(
             self.tracker, self.dispatch, self.limits, tls=self.tls is not None
+        )
+
+    def _new_mtls_protocol(self, tls: bool) -> asyncio.Protocol:
+        assert self.dispatch is not None and self.mtls is not None
+        return DownstreamConnection(
+            self.tracker,
+            self.dispatch,
+            self.limits,
+            tls=tls,
+            on_tls_connection=self.mtls.on_tls_connection if tls else None,
         )
 
     def update(
@@ -118,7 +144,9 @@ class PortListener:
         self.tracker.limits = limits
 
     def stop_accepting(self) -> None:
-        if self.server is not None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+        elif self.server is not None:
             self.server.close()
         elif self.sock is not None:
             self.sock.close()

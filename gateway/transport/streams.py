@@ -35,6 +35,8 @@ class DownstreamInfo:
     sni: str | None = None
     alpn: str | None = None
     protocol: str = "http"  # http (HTTP/1.x), http2, tcp
+    # The peer's SPIFFE ID (spiffe://...) when it authenticated with mTLS, else None.
+    peer_principal: str | None = None
 
 
 class StreamHandler(Protocol):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from gateway.config.snapshot import Cluster, Endpoint, Limits, Node
 from gateway.upstream.circuit import CircuitBreaker
@@ -27,6 +27,7 @@ from gateway.upstream.health import HealthChecker
 from gateway.upstream.outlier import OutlierDetector
 from gateway.upstream.pool import EndpointPool
 from gateway.upstream.selection import Selection, draw
+from gateway.upstream.tls import ClusterTls, endpoint_tls_key
 
 
 class UpstreamCluster:
@@ -108,7 +109,17 @@ class ClusterManager:
     def get(self, name: str) -> UpstreamCluster | None:
         return self.clusters.get(name)
 
-    def apply(self, clusters: Iterable[Cluster], limits: Limits, node: Node | None = None) -> None:
+    def apply(
+        self,
+        clusters: Iterable[Cluster],
+        limits: Limits,
+        node: Node | None = None,
+        tls: Mapping[str, ClusterTls] | None = None,
+    ) -> None:
+        """``tls``: the TLS origination of each cluster that has ``Cluster.tls``
+        (``gateway.upstream.tls.build_cluster_tls``); a pool whose TLS settings change is
+        replaced, so no connection made under the old settings is reused."""
+        tls = tls or {}
         self.limits = limits
         # A new node locality changes every selection: rebuild every cluster.
         force = node is not None and node != self.node
@@ -135,8 +146,16 @@ class ClusterManager:
                 if key in pools:
                     continue
                 pool = prev.pools.get(key) if prev is not None else None
+                # An endpoint's own TLS settings win over the cluster's.
+                want_tls = ep.tls if ep.tls is not None else cfg.tls
+                pool_tls = (
+                    tls.get(endpoint_tls_key(cfg.name, ep.address, ep.port))
+                    if ep.tls is not None
+                    else tls.get(cfg.name)
+                )
                 if (
                     pool is None
+                    or (pool.tls.config if pool.tls is not None else None) != want_tls
                     or pool.protocol != cfg.protocol
                     or pool.connect_timeout_s != cfg.pool.connect_timeout_s
                     or pool.max_requests_per_connection != cfg.pool.max_requests_per_connection
@@ -153,6 +172,7 @@ class ClusterManager:
                     )
                 else:
                     pool.breaker = breaker
+                pool.tls = pool_tls
                 if cfg.health_check is None:
                     pool.hc_healthy = True
                 if cfg.outlier is None:

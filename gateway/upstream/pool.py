@@ -25,6 +25,7 @@ from gateway.upstream.errors import ConnectFailure
 from gateway.upstream.http1 import H1UpstreamConnection
 from gateway.upstream.http2 import H2UpstreamConnection
 from gateway.upstream.stream import UpstreamHandler, UpstreamStream
+from gateway.upstream.tls import ClusterTls
 
 
 class EndpointPool:
@@ -50,6 +51,8 @@ class EndpointPool:
         self.max_idle = max_idle
         self.breaker = breaker if breaker is not None else CircuitBreaker(ConnectionPool())
         self.max_requests_per_connection = max_requests_per_connection
+        # TLS origination (Cluster.tls), set by the cluster manager; None: plaintext.
+        self.tls: ClusterTls | None = None
         # Requests in flight to this endpoint: the least-request balancer reads it.
         self.active_requests = 0
         # Where it is and what runs there (set by the cluster from the snapshot endpoint).
@@ -175,17 +178,46 @@ class EndpointPool:
         self, factory: Callable[[], H1UpstreamConnection | H2UpstreamConnection]
     ) -> H1UpstreamConnection | H2UpstreamConnection:
         loop = asyncio.get_running_loop()
+        tls = self.tls
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, proto = await loop.create_connection(factory, self.address, self.port)
+                if tls is None:
+                    transport, proto = await loop.create_connection(
+                        factory, self.address, self.port
+                    )
+                else:
+                    transport, proto = await loop.create_connection(
+                        factory,
+                        self.address,
+                        self.port,
+                        ssl=tls.context(),
+                        server_hostname=tls.server_hostname,
+                    )
         except TimeoutError:
             # Envoy counts a connect timeout as a connection failure: 503, flag UF.
             raise ConnectFailure(f"connect to {self.key} timed out") from None
         except OSError as exc:
+            if tls is not None:
+                raise tls.failure(self.key, exc) from None
             raise ConnectFailure(f"connect to {self.key} failed: {exc.strerror or exc}") from None
         assert isinstance(proto, H1UpstreamConnection | H2UpstreamConnection)
         self.breaker.connection_opened()
+        if tls is not None:
+            problem = tls.check(transport.get_extra_info("ssl_object"))
+            if problem is not None:
+                self._refuse(transport, proto)
+                raise ConnectFailure(f"TLS peer {self.key} refused: {problem}")
         return proto
+
+    def _refuse(
+        self, transport: asyncio.Transport, proto: H1UpstreamConnection | H2UpstreamConnection
+    ) -> None:
+        """Close a connection to a server that failed the TLS checks. An HTTP/1.1 one gives
+        its breaker count back when it closes; an HTTP/2 one is not pooled yet, so here."""
+        transport.abort()
+        if isinstance(proto, H2UpstreamConnection):
+            self.breaker.connection_closed()
+            proto.ready.add_done_callback(_consume)
 
     # -- connection callbacks ------------------------------------------------------------------
 
@@ -232,3 +264,8 @@ class EndpointPool:
         for h2c in self.h2:
             if h2c.is_idle():
                 h2c.close()
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()

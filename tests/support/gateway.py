@@ -27,8 +27,12 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, config_dir: Path, *, workers: int = 1, extra_args: list[str] | None = None):
+    def __init__(self, config_dir: Path, *, workers: int = 1, extra_args: list[str] | None = None,
+                 control_plane: str | None = None):  # fmt: skip
+        # With ``control_plane`` the gateway takes its snapshots from that URL instead of
+        # ``--config``; ``config_dir`` then only holds the log.
         self.config_dir = config_dir
+        self.control_plane = control_plane
         self.admin_port = free_port()
         self.workers = workers
         self.extra_args = extra_args or []
@@ -51,7 +55,9 @@ class GatewayProcess:
         self._log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "isthmus", "gateway", "run", "--role", "ingress",
-             "--config", str(self.config_dir), "--admin", f"127.0.0.1:{self.admin_port}",
+             *(["--control-plane", self.control_plane] if self.control_plane
+               else ["--config", str(self.config_dir)]),
+             "--admin", f"127.0.0.1:{self.admin_port}",
              "--workers", str(self.workers), *self.extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -14,6 +14,7 @@ from gateway.config.kinds.gateway import Gateway, GatewayClass, ReferenceGrant
 from gateway.config.kinds.grpcroute import GRPCRoute
 from gateway.config.kinds.httproute import HTTPRoute
 from gateway.config.kinds.meta import Object
+from gateway.config.kinds.peerauthentication import PeerAuthentication
 from gateway.config.kinds.proxysettings import ProxySettings
 from gateway.config.kinds.ratelimit import RateLimit
 from gateway.config.kinds.requestauthentication import RequestAuthentication
@@ -38,6 +39,7 @@ KINDS: dict[str, type[Object]] = {
         Fault,
         AuthorizationPolicy,
         RequestAuthentication,
+        PeerAuthentication,
     )
 }
 
@@ -52,6 +54,7 @@ __all__ = [
     "GatewayClass",
     "HTTPRoute",
     "Object",
+    "PeerAuthentication",
     "ProxySettings",
     "RateLimit",
     "ReferenceGrant",

@@ -12,7 +12,10 @@ Implemented: ``host``; ``trafficPolicy.connectionPool`` (``tcp.maxConnections``,
 ``outlierDetection`` (``consecutive5xxErrors``, ``consecutiveGatewayErrors``, ``interval``,
 ``baseEjectionTime``, ``maxEjectionPercent``, ``minHealthPercent``); ``loadBalancer``
 (``simple``, ``consistentHash`` by ``httpHeaderName``, ``httpCookie`` or ``useSourceIp``
-with ``minimumRingSize``, ``localityLbSetting``); ``portLevelSettings`` with the same three.
+with ``minimumRingSize``, ``localityLbSetting``); ``tls`` (``mode`` DISABLE, SIMPLE, MUTUAL
+or ISTIO_MUTUAL, ``sni``, ``subjectAltNames``, and for SIMPLE/MUTUAL ``caCertificates``,
+``clientCertificate``, ``privateKey`` as inline PEM text); ``portLevelSettings`` with the
+same four.
 
 As in Istio (proto3), a count of 0 means "unset": the limits then stay unlimited
 (2^32-1) and ``maxEjectionPercent`` stays 10. ``consecutive5xxErrors`` and
@@ -39,6 +42,7 @@ from gateway.config.snapshot import (
     LocalityLb,
     LocalityShare,
     OutlierDetection,
+    UpstreamTls,
 )
 
 ISTIO_NETWORKING = "networking.istio.io"
@@ -68,8 +72,6 @@ LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
 COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-_TLS = f"{NOT_YET} (upstream TLS comes with issue 4)"
 
 
 def _refused(what: str) -> str:
@@ -365,6 +367,70 @@ class LoadBalancerSpec(Model, frozen=True, kw_only=True):
         return None
 
 
+# --- tls ------------------------------------------------------------------------------------
+
+TlsMode = Literal["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]
+_PEM_ONLY = "inline PEM text (file paths on the proxy are not read)"
+
+
+class ClientTlsSpec(Model, frozen=True, kw_only=True):
+    """``trafficPolicy.tls`` (Istio ``ClientTLSSettings``)."""
+
+    unsupported_fields = {
+        "credentialName": f"{NOT_YET}; put the PEM in caCertificates, clientCertificate and "
+        "privateKey",
+        "insecureSkipVerify": _refused("the server is always verified"),
+        "caCrl": _refused("certificate revocation lists"),
+    }
+
+    mode: TlsMode = "DISABLE"
+    sni: Annotated[str, msgspec.Meta(max_length=253)] | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    ca_certificates: str | None = None
+    client_certificate: str | None = None
+    private_key: str | None = None
+
+    def issues(self, path: str) -> list[FieldIssue]:
+        issues: list[FieldIssue] = []
+        pem_fields = (
+            ("caCertificates", self.ca_certificates),
+            ("clientCertificate", self.client_certificate),
+            ("privateKey", self.private_key),
+        )
+        for name, value in pem_fields:
+            if value is None:
+                continue
+            if self.mode in ("ISTIO_MUTUAL", "DISABLE"):
+                issues.append(
+                    (join(path, name), f"must not be set with mode {self.mode}"
+                     + (": the proxy's own SVID and bundle are used" if self.mode != "DISABLE"
+                        else ""))
+                )  # fmt: skip
+            elif "-----BEGIN " not in value:
+                issues.append((join(path, name), f"must be {_PEM_ONLY}"))
+        if self.mode == "MUTUAL" and (not self.client_certificate or not self.private_key):
+            issues.append((path, "mode MUTUAL needs clientCertificate and privateKey"))
+        if self.mode == "SIMPLE" and (self.client_certificate or self.private_key):
+            issues.append((path, "clientCertificate and privateKey are for mode MUTUAL"))
+        for i, san in enumerate(self.subject_alt_names):
+            if not san:
+                issues.append((item(join(path, "subjectAltNames"), i), "must not be empty"))
+        return issues
+
+    def upstream_tls(self) -> UpstreamTls | None:
+        """The snapshot form; None for DISABLE (plaintext)."""
+        if self.mode == "DISABLE":
+            return None
+        return UpstreamTls(
+            mode=self.mode,
+            sni=self.sni or None,
+            subject_alt_names=self.subject_alt_names,
+            ca_pem=self.ca_certificates,
+            client_cert_pem=self.client_certificate,
+            client_key_pem=self.private_key,
+        )
+
+
 # --- trafficPolicy ----------------------------------------------------------------------------
 
 
@@ -374,6 +440,7 @@ class PolicyParts(Model, frozen=True, kw_only=True):
     load_balancer: LoadBalancerSpec | None = None
     connection_pool: ConnectionPoolSpec | None = None
     outlier_detection: OutlierDetectionSpec | None = None
+    tls: ClientTlsSpec | None = None
 
     def part_issues(self, path: str) -> list[FieldIssue]:
         issues: list[FieldIssue] = []
@@ -383,10 +450,12 @@ class PolicyParts(Model, frozen=True, kw_only=True):
             issues += self.connection_pool.issues(join(path, "connectionPool"))
         if self.outlier_detection is not None:
             issues += self.outlier_detection.issues(join(path, "outlierDetection"))
+        if self.tls is not None:
+            issues += self.tls.issues(join(path, "tls"))
         return issues
 
     def is_empty(self) -> bool:
-        parts = (self.load_balancer, self.connection_pool, self.outlier_detection)
+        parts = (self.load_balancer, self.connection_pool, self.outlier_detection, self.tls)
         return all(p is None for p in parts)
 
 
@@ -395,14 +464,11 @@ class PortSelector(Model, frozen=True, kw_only=True):
 
 
 class PortTrafficPolicy(PolicyParts, frozen=True, kw_only=True):
-    unsupported_fields = {"tls": _TLS}
-
     port: PortSelector
 
 
 class TrafficPolicySpec(PolicyParts, frozen=True, kw_only=True):
     unsupported_fields = {
-        "tls": _TLS,
         "tunnel": _refused("tunnelling"),
         "proxyProtocol": _refused("upstream PROXY protocol"),
         "retryBudget": _refused("set the retry budget in ProxySettings"),
@@ -421,7 +487,11 @@ class TrafficPolicySpec(PolicyParts, frozen=True, kw_only=True):
             here = item(join(path, "portLevelSettings"), i)
             if setting.is_empty():
                 issues.append(
-                    (here, "set at least one of loadBalancer, connectionPool and outlierDetection")
+                    (
+                        here,
+                        "set at least one of loadBalancer, connectionPool, outlierDetection "
+                        "and tls",
+                    )
                 )
             number = setting.port.number
             if number in seen:
@@ -441,11 +511,13 @@ class TrafficPolicySpec(PolicyParts, frozen=True, kw_only=True):
                     load_balancer=setting.load_balancer or self.load_balancer,
                     connection_pool=setting.connection_pool or self.connection_pool,
                     outlier_detection=setting.outlier_detection or self.outlier_detection,
+                    tls=setting.tls or self.tls,
                 )
         return PolicyParts(
             load_balancer=self.load_balancer,
             connection_pool=self.connection_pool,
             outlier_detection=self.outlier_detection,
+            tls=self.tls,
         )
 
 

@@ -1,0 +1,61 @@
+"""The sidecar role: an inbound and an outbound listener next to one app, over the one engine.
+
+It only composes: a directory source whose snapshots come from the sidecar compile step
+(``gateway.config.sidecar``), the workload's identity (``gateway.process.credentials``;
+required, since every mesh hop is mTLS), the supervisor and its workers. Interception is
+explicit: the app listens on ``app_port`` and calls other Services through
+``outbound_port``; peers reach it on ``inbound_port``. (Transparent interception with
+iptables is the injector's business.)
+"""
+
+from __future__ import annotations
+
+import os
+
+from gateway.config.loader import load_directory
+from gateway.config.sidecar import SidecarPorts, compile_sidecar
+from gateway.config.snapshot import Snapshot
+from gateway.process.credentials import CredentialSource
+from gateway.process.sources import DirectorySource
+from gateway.process.supervisor import SupervisorConfig, run
+from gateway.telemetry.render import ProxyIdentity
+
+
+class SidecarSource(DirectorySource):
+    """A configuration directory compiled for a sidecar with ``ports``."""
+
+    def __init__(self, path: str | os.PathLike[str], ports: SidecarPorts) -> None:
+        super().__init__(path)
+        self.ports = ports
+        self.description = f"directory {self.path} (sidecar)"
+
+    def load(self) -> Snapshot:
+        stamp = self._scan()
+        snapshot = compile_sidecar(load_directory(self.path), self.ports)
+        self._fingerprint = stamp
+        return snapshot
+
+
+def run_sidecar(
+    config_dir: str,
+    ports: SidecarPorts,
+    credentials: CredentialSource,
+    *,
+    admin: tuple[str, int],
+    workers: int,
+    workload: str = "isthmus-sidecar",
+    namespace: str = "default",
+    cluster: str = "Kubernetes",
+    watch: bool = True,
+) -> int:
+    """Serve as the sidecar of the app on ``ports.app_port`` until SIGTERM; an exit code."""
+    config = SupervisorConfig(
+        source=SidecarSource(config_dir, ports),
+        workers=workers,
+        admin=admin,
+        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
+        watch=watch,
+        role="sidecar",
+        credentials=credentials,
+    )
+    return run(config)
