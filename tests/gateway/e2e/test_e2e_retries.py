@@ -8,6 +8,8 @@ retries make the difference and that the bad endpoint really was tried.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from tests.gateway.e2e.resilience_support import (
     route_yaml,
     service_yaml,
 )
+from tests.support.backends import HttpBackend
 from tests.support.faulty import FaultyBackend
 from tests.support.gateway import GatewayProcess, free_port
 
@@ -37,14 +40,18 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    modes = {"code": "503", "reset": "reset", "pertry": "hang", "budget": "503", "maxr": "503"}
+    modes = {"code": "503", "reset": "reset", "pertry": "hang", "budget": "503", "maxr": "503",
+             "replay": "503"}  # fmt: skip
     bad = {k: FaultyBackend(f"{k}-bad", mode).start() for k, mode in modes.items()}
     good = {k: FaultyBackend(f"{k}-good").start() for k in ("code", "reset", "pertry", "connect")}
     closed_port = free_port()  # nothing listens there: connections are refused
     cfg = ConfigDir(tmp_path_factory.mktemp("retries") / "cfg")
     port = free_port()
     cfg.gateway(port)
-    cfg.write("settings.yaml", settings_yaml(drainTimeoutSeconds=1))
+    cfg.write("settings.yaml", settings_yaml(drainTimeoutSeconds=1, retryBufferBytes=4096))
+    echo = HttpBackend("replay-good").start()
+    cfg.write("replay.yaml", service_yaml("replay", [(bad["replay"].port, "r1/z1"),
+                                                     (echo.port, "r1/z1")]))  # fmt: skip
     for k in ("code", "reset", "pertry"):
         cfg.write(f"{k}.yaml", service_yaml(k, [(bad[k].port, "r1/z1"), (good[k].port, "r1/z1")]))
     connect = [(closed_port, "r1/z1"), (good["connect"].port, "r1/z1")]
@@ -68,11 +75,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         route_yaml("pertry-noretry.test", "pertry", "timeouts: {backendRequest: 300ms}"),
         route_yaml("budget.test", "budget", "retry: {codes: [503], attempts: 3, backoff: 1ms}"),
         route_yaml("maxr.test", "maxr", "retry: {codes: [503], attempts: 3, backoff: 1ms}"),
+        route_yaml("replay.test", "replay", RETRY),
     ]  # fmt: skip
     cfg.write("routes.yaml", "---".join(routes))
     gw = start_gateway(cfg)
     yield Setup(Client(port, gw.admin_url), gw, bad, good, closed_port)
     gw.stop()
+    echo.stop()
     for b in [*bad.values(), *good.values()]:
         b.stop()
 
@@ -154,3 +163,26 @@ def test_retry_budget_bounds_extra_load(setup: Setup) -> None:
     assert extra > 0  # some retries were allowed
     assert extra <= 0.2 * n + 3 * 3, f"{extra} retries for {n} requests"
     assert bad.requests < n * 4
+
+
+def test_request_bodies_are_replayed_up_to_the_buffer_limit(setup: Setup) -> None:
+    """A body within ``retryBufferBytes`` (4 KiB here) is sent again, whole, to the next
+    endpoint; a larger one is not retried once it has flowed to the failing endpoint."""
+    bad = setup.bad["replay"]
+    small = bytes(range(256)) * 8  # 2 KiB
+    statuses = []
+    for i in range(6):
+        r = setup.client.http.post(f"/echo?small={i}", content=small,
+                                   headers={"host": "replay.test"})  # fmt: skip
+        statuses.append(r.status_code)
+        assert r.json()["body_sha256"] == hashlib.sha256(small).hexdigest()
+    assert statuses == [200] * 6
+    bad.reset_counts()
+    big = bytes(range(256)) * 64  # 16 KiB
+    big_statuses = Counter(
+        setup.client.http.post(f"/echo?big={i}", content=big,
+                               headers={"host": "replay.test"}).status_code
+        for i in range(6)
+    )  # fmt: skip
+    assert bad.requests > 0
+    assert big_statuses[503] == bad.requests  # every try that met the bad endpoint failed
