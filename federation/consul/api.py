@@ -73,7 +73,8 @@ class ConsulApi:
 
     async def _call(self, what: str, make: Callable[[], Awaitable[Any]], limit_s: float) -> Any:
         try:
-            return await asyncio.wait_for(make(), limit_s)
+            async with asyncio.timeout(limit_s):  # not wait_for: 3.11's can swallow a cancel
+                return await make()
         except TimeoutError:
             raise ConsulError(f"{what}: no answer within {limit_s:.1f}s") from None
         except consul.ConsulException as exc:
@@ -197,7 +198,8 @@ class ConsulApi:
         """Renew; False when Consul no longer knows the session (it was invalidated)."""
         timeout = timeout_s or self.request_timeout_s
         try:
-            result = await asyncio.wait_for(self.client.session.renew(session), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self.client.session.renew(session)
         except consul.NotFound:
             return False
         except TimeoutError:

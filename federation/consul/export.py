@@ -34,6 +34,7 @@ from typing import Any
 
 from federation.consul.api import ClientFactory, ConsulApi, ConsulError
 from federation.consul.blocking import Backoff
+from federation.consul.failures import FailureLog
 from federation.consul.leader import AlwaysLeader, Leadership, default_replica_id
 from federation.consul.metrics import ExportMetrics
 from federation.consul.records import (
@@ -45,6 +46,7 @@ from federation.consul.records import (
     plan,
 )
 from federation.consul.settings import SyncSettings
+from federation.consul.waiting import wait_at_most
 from federation.model import ExportedService
 
 log = logging.getLogger("isthmus.federation.consul.export")
@@ -54,6 +56,10 @@ ExportsProvider = Callable[[], Iterable[ExportedService]]
 
 class NotLeader(Exception):
     """Leadership was lost in the middle of a pass."""
+
+
+class ProviderFailed(Exception):
+    """The exports callable raised; the pass wrote nothing."""
 
 
 class Exporter:
@@ -80,10 +86,12 @@ class Exporter:
         self._pending_since: float | None = None  # first local change not yet in Consul
         self._last_poke = 0.0
         self._beats = 0
+        self._term_passes = 0  # passes completed since this replica last became leader
         self._conflicts: frozenset[str] = frozenset()
 
     def notify(self) -> None:
-        """The exports may have changed: write them soon (debounced)."""
+        """The exports may have changed: write them soon (debounced). Call it from the
+        event loop's thread."""
         now = time.monotonic()
         if self._pending_since is None:
             self._pending_since = now
@@ -106,6 +114,7 @@ class Exporter:
     async def _watch_leadership(self) -> None:
         while True:
             await self.leadership.wait_change()
+            self._term_passes = 0
             if self.leadership.is_leader:
                 self._wake.set()
 
@@ -130,13 +139,11 @@ class Exporter:
     async def _reconcile_loop(self, api: ConsulApi) -> None:
         s = self.settings
         backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
+        failures = FailureLog(log, f"export of node {self.identity.node}")
         next_pass = time.monotonic()
         while True:
             timeout = max(0.0, next_pass - time.monotonic())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_at_most(self._wake.wait(), timeout)
             await self._debounce()
             self._wake.clear()
             if not self.leadership.is_leader:
@@ -144,29 +151,34 @@ class Exporter:
                 continue
             pending, self._pending_since = self._pending_since, None
             try:
-                await self._pass(api, local_change=pending is not None)
-            except (ConsulError, NotLeader) as exc:
+                # The first pass of a term is the initial sync; later passes that no local
+                # change asked for are anti-entropy, and what they write is drift.
+                await self._pass(api, drift=pending is None and self._term_passes > 0)
+            except (ConsulError, NotLeader, ProviderFailed) as exc:
                 if pending is not None:
                     self._pending_since = min(pending, self._pending_since or pending)
-                if isinstance(exc, ConsulError):
-                    self.metrics.errors += 1
-                    log.warning("export to Consul failed, will retry: %s", exc)
-                    next_pass = time.monotonic() + backoff.next_delay()
-                else:
+                if isinstance(exc, NotLeader):
                     next_pass = time.monotonic() + s.anti_entropy_interval_s
+                else:
+                    if isinstance(exc, ConsulError):
+                        self.metrics.errors += 1
+                        failures.failed(exc)
+                    next_pass = time.monotonic() + backoff.next_delay()
                 continue
             backoff.reset()
+            failures.ok()
+            self._term_passes += 1
             if pending is not None:
                 self.metrics.sync_lag.observe(time.monotonic() - pending)
             next_pass = time.monotonic() + s.anti_entropy_interval_s
 
-    def _desired(self) -> dict[str, dict[str, Any]] | None:
+    def _desired(self) -> dict[str, dict[str, Any]]:
         try:
             exports = list(self._exports())
-        except Exception:
+        except Exception as exc:
             self.metrics.provider_errors += 1
             log.exception("the exports provider failed; Consul is left as it is")
-            return None
+            raise ProviderFailed from exc
         desired, problems = desired_services(exports, self.identity, self.settings.heartbeat_ttl_s)
         self.metrics.name_conflicts = len(problems)
         if frozenset(problems) != self._conflicts:
@@ -176,29 +188,47 @@ class Exporter:
         self.metrics.exported = len(desired) - 1
         return desired
 
-    async def _pass(self, api: ConsulApi, *, local_change: bool) -> None:
+    async def _pass(self, api: ConsulApi, *, drift: bool) -> None:
         desired = self._desired()
-        if desired is None:
-            return
         ident = self.identity
         node = await api.node(ident.node)
         todo = plan(desired, node, ident, synced=self._synced.is_set())
         self.metrics.held_back = todo.held_back
-        for reg in todo.register:
-            self._check_leader()
-            if reg["ID"] == HEARTBEAT_SERVICE:
-                await self._beat(api)
-            else:
-                await api.register(ident.node, ident.gateway_address, reg)
-                self.metrics.writes["register_service"] += 1
-            if not local_change:
-                self.metrics.drift_repairs += 1
-        for sid in todo.deregister:
-            self._check_leader()
-            await api.deregister(ident.node, sid)
-            self.metrics.writes["deregister_service"] += 1
-            if not local_change:
-                self.metrics.drift_repairs += 1
+        limit = asyncio.Semaphore(self.settings.write_concurrency)
+
+        async def register(reg: dict[str, Any]) -> None:
+            async with limit:
+                self._check_leader()
+                if reg["ID"] == HEARTBEAT_SERVICE:
+                    await self._beat(api)
+                else:
+                    await api.register(ident.node, ident.gateway_address, reg)
+                    self.metrics.writes["register_service"] += 1
+                if drift:
+                    self.metrics.drift_repairs += 1
+
+        async def deregister(sid: str) -> None:
+            async with limit:
+                self._check_leader()
+                await api.deregister(ident.node, sid)
+                self.metrics.writes["deregister_service"] += 1
+                if drift:
+                    self.metrics.drift_repairs += 1
+
+        try:
+            async with asyncio.TaskGroup() as writes:
+                for reg in todo.register:
+                    writes.create_task(register(reg))
+                for sid in todo.deregister:
+                    writes.create_task(deregister(sid))
+        except ExceptionGroup as group:  # one error for the loop: Consul's first, else NotLeader
+            _, others = group.split((ConsulError, NotLeader))
+            if others is not None:
+                raise
+            failed = group.subgroup(ConsulError)
+            if failed is not None:
+                raise failed.exceptions[0] from None
+            raise NotLeader from None
         if not todo.empty:
             log.info(
                 "node %s: %d registered, %d deregistered",
@@ -232,18 +262,17 @@ class Exporter:
     async def _heartbeat_loop(self, api: ConsulApi) -> None:
         s = self.settings
         backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
+        failures = FailureLog(log, f"heartbeat of node {self.identity.node}")
         while True:
             await self.leadership.wait_leader()
             try:
                 await self._beat(api)
             except ConsulError as exc:
                 self.metrics.errors += 1
-                log.warning("heartbeat failed: %s", exc)
+                failures.failed(exc)
                 delay = backoff.next_delay()
             else:
                 backoff.reset()
+                failures.ok()
                 delay = s.heartbeat_interval_s
-            try:
-                await asyncio.wait_for(self.leadership.wait_change(), delay)
-            except TimeoutError:
-                pass
+            await wait_at_most(self.leadership.wait_change(), delay)

@@ -159,7 +159,12 @@ class Importer:
                 continue
             backoff.reset()
             self._ok()
-            handle(index, got, data)
+            try:
+                handle(index, got, data)
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                # An answer of an unexpected shape: keep what we had, as after an error.
+                self.metrics.bad_entries += 1
+                log.warning("unexpected answer from Consul ignored: %r", exc)
             index = next_index(index, got)
 
     async def _services_loop(self, api: ConsulApi) -> None:
@@ -208,10 +213,9 @@ class Importer:
         for entry in entries:
             try:
                 found = imported_from_entry(entry, self.cluster)
-            except ValueError as exc:
+            except (ValueError, TypeError, AttributeError) as exc:
                 self.metrics.bad_entries += 1
-                node = (entry.get("Node") or {}).get("Node", "?")
-                log.warning("skipping %s on node %s: %s", name, node, exc)
+                log.warning("skipping an entry of %s: %s", name, exc)
                 continue
             if found is None:
                 continue

@@ -33,6 +33,7 @@ from typing import Protocol
 
 from federation.consul.api import ClientFactory, ConsulApi, ConsulError
 from federation.consul.blocking import Backoff, Pacer, next_index
+from federation.consul.failures import FailureLog
 from federation.consul.metrics import LeaderMetrics
 from federation.consul.settings import SyncSettings
 
@@ -151,7 +152,8 @@ class LeaderElector:
             last, self.session_id = self.session_id, None
             if last is not None and self.release_on_stop:
                 try:
-                    await asyncio.wait_for(self._resign(api, last, held), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await self._resign(api, last, held)
                 except (ConsulError, TimeoutError) as exc:
                     log.warning("could not resign cleanly (the session will expire): %s", exc)
             await api.close()
@@ -163,6 +165,7 @@ class LeaderElector:
 
     async def _create_session(self, api: ConsulApi) -> str:
         backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        failures = FailureLog(log, f"session creation for {self.key}")
         while True:
             try:
                 sid = await api.session_create(
@@ -172,9 +175,10 @@ class LeaderElector:
                 )
             except ConsulError as exc:
                 self.metrics.errors += 1
-                log.warning("cannot create a session: %s", exc)
+                failures.failed(exc)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            failures.ok()
             self.metrics.sessions_created += 1
             self.session_id = sid
             self._set(fresh=True)
@@ -182,6 +186,7 @@ class LeaderElector:
 
     async def _renew_loop(self, api: ConsulApi, sid: str) -> None:
         ttl = self.settings.session_ttl_s
+        failures = FailureLog(log, f"renewal of session {sid}")
         last_ok = time.monotonic()  # the session was just created
         while True:
             fresh = time.monotonic() - last_ok < ttl * STALE_FRACTION
@@ -191,10 +196,11 @@ class LeaderElector:
                 known = await api.session_renew(sid, timeout_s=ttl / 4)
             except ConsulError as exc:
                 self.metrics.errors += 1
-                log.warning("cannot renew session %s: %s", sid, exc)
+                failures.failed(exc)
             else:
                 if not known:
                     raise SessionLost(sid)
+                failures.ok()
                 last_ok = sent
             self._set(fresh=time.monotonic() - last_ok < ttl * STALE_FRACTION)
 
@@ -202,6 +208,7 @@ class LeaderElector:
         s = self.settings
         pacer = Pacer(s.min_query_interval_s)
         backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
+        failures = FailureLog(log, f"watch of {self.key}")
         index = 0
         while True:
             await asyncio.sleep(pacer.delay(time.monotonic()))
@@ -223,9 +230,10 @@ class LeaderElector:
                     continue
             except ConsulError as exc:
                 self.metrics.errors += 1
-                log.warning("leader key %s: %s", self.key, exc)
+                failures.failed(exc)
                 index = 0  # after an error, read at once instead of blocking on a stale index
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
+            failures.ok()
             index = next_index(index, got)

@@ -21,6 +21,7 @@ The cluster's node ``isthmus-<cluster>`` has the east-west gateway's address and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,8 @@ HEARTBEAT_SERVICE = "isthmus--controller"
 HEARTBEAT_TAG = "isthmus-controller"
 HEARTBEAT_CHECK = "isthmus-heartbeat"
 META_HEARTBEAT_TTL = "isthmus-heartbeat-ttl"  # seconds, decimal
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +146,19 @@ def heartbeat_check(output: str, ttl_s: float) -> dict[str, Any]:
 def desired_services(
     exports: Iterable[ExportedService], ident: ClusterIdentity, heartbeat_ttl_s: float
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Service ID -> registration, plus one message per export dropped because another
-    export already has its Consul name (``a-b``/``c`` and ``a``/``b-c`` both make ``a-b-c``;
-    the first in namespace/name order wins)."""
+    """Service ID -> registration, plus one message per export dropped: a namespace or
+    name that is not a Kubernetes DNS label, or a Consul name another export already has
+    (``a-b``/``c`` and ``a``/``b-c`` both make ``a-b-c``; the first in namespace/name order
+    wins)."""
     out: dict[str, dict[str, Any]] = {
         HEARTBEAT_SERVICE: heartbeat_registration(ident, heartbeat_ttl_s)
     }
     owners: dict[str, tuple[str, str]] = {}
     problems: list[str] = []
     for exp in sorted(exports, key=lambda e: (e.namespace, e.name)):
+        if not (_DNS_LABEL.fullmatch(exp.namespace) and _DNS_LABEL.fullmatch(exp.name)):
+            problems.append(f"{exp.namespace!r}/{exp.name!r} not exported: not DNS labels")
+            continue
         reg = service_registration(exp, ident)
         sid = reg["ID"]
         if sid in out:

@@ -25,6 +25,8 @@ class SyncSettings:
     anti_entropy_interval_s: float = 30.0
     debounce_s: float = 0.1
     debounce_max_s: float = 1.0
+    # How many registrations/deregistrations a pass keeps in flight at once.
+    write_concurrency: int = 8
 
     # Heartbeat: the leader rewrites its node's heartbeat check every heartbeat_interval_s;
     # importers call a cluster unhealthy when they have seen no heartbeat for
@@ -54,6 +56,8 @@ class SyncSettings:
             )
         if not 0 <= self.lock_delay_s <= 60:
             raise ValueError(f"lock_delay_s must be 0..60, got {self.lock_delay_s}")
+        if self.write_concurrency < 1:
+            raise ValueError(f"write_concurrency must be at least 1, got {self.write_concurrency}")
         if self.blocking_wait_s < 1:
             raise ValueError(f"blocking_wait_s must be at least 1, got {self.blocking_wait_s}")
         for name in (

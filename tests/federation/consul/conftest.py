@@ -22,6 +22,10 @@ import pytest
 from tests.federation.consul.consul_sync_support import REAL_CONSUL, CatalogProc, Running
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a long-running test (the 30 s Consul outage)")
+
+
 @pytest.fixture(scope="session")
 def consul_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     if REAL_CONSUL:

@@ -136,13 +136,17 @@ class Writes:
 
 @dataclass
 class Cluster:
-    """A test cluster: its exports list (the provider reads it) and its synced event."""
+    """A test cluster: its exports list (the provider reads it) and its synced event.
+    ``broken`` makes the provider raise, as a buggy source would."""
 
     name: str
     exports: list[ExportedService] = field(default_factory=list)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    broken: bool = False
 
     def provider(self) -> list[ExportedService]:
+        if self.broken:
+            raise RuntimeError("the sources are broken")
         return list(self.exports)
 
 

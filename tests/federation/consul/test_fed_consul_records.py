@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from federation.consul.api import client_factory
 from federation.consul.blocking import Backoff, Pacer, changed, next_index, parse_index
 from federation.consul.liveness import Liveness
 from federation.consul.records import (
@@ -208,3 +209,18 @@ def test_settings_refuse_what_consul_refuses() -> None:
         SyncSettings(session_ttl_s=5)
     with pytest.raises(ValueError, match="heartbeat_ttl_s"):
         SyncSettings(heartbeat_interval_s=10, heartbeat_ttl_s=5)
+
+
+def test_exports_that_are_not_dns_labels_are_refused_by_name() -> None:
+    desired, problems = desired_services([exp("web/x"), exp("ok", "Bad_NS")], IDENT, 30)
+    assert list(desired) == [HEARTBEAT_SERVICE]
+    assert len(problems) == 2 and "'Bad_NS'" in problems[0] and "'web/x'" in problems[1]
+
+
+def test_client_factory_addresses() -> None:
+    assert callable(client_factory("127.0.0.1:8500"))
+    assert callable(client_factory("https://consul.example:8501"))
+    assert callable(client_factory(None))
+    for bad in ("ftp://h:1", "h:port", "http://:80"):
+        with pytest.raises(ValueError, match="Consul address"):
+            client_factory(bad)

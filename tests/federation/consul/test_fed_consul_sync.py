@@ -149,3 +149,32 @@ async def test_a_cluster_without_heartbeats_turns_unhealthy_but_stays_imported(
     took = await eventually(lambda: not w.imports[key].healthy, 6, "east judged stale")
     assert took >= 3.0 - 0.6  # the heartbeat TTL, less at most one heartbeat interval + slack
     assert key in w.imports  # still there: a stale cluster is not a deleted one
+
+
+async def test_a_malformed_entry_is_skipped_and_counted(
+    consul_addr: tuple[str, int], names: Callable[[str], str], running: Running
+) -> None:
+    rogue, east, west = names("rogue"), Cluster(names("east")), Cluster(names("west"))
+    east.exports[:] = [svc("web")]
+    east.synced.set()
+    west.synced.set()
+    async with aclient(consul_addr) as client:
+        meta = {
+            "isthmus-cluster": rogue,
+            "isthmus-namespace": "default",
+            "isthmus-name": "web",
+            "isthmus-ports": "not json",
+        }
+        service = {
+            "ID": "web-default",
+            "Service": "web-default",
+            "Tags": ["isthmus"],
+            "Port": 1,
+            "Meta": meta,
+        }
+        assert await client.catalog.register(f"isthmus-{rogue}", "127.0.0.9", service=service)
+    running.start(make_sync(Writes().factory(*consul_addr), east))
+    w = running.start(make_sync(Writes().factory(*consul_addr), west))
+    await eventually(lambda: (east.name, "default", "web") in w.imports, 3, "the good entry")
+    assert w.importer.metrics.bad_entries >= 1
+    assert not any(k[0] == rogue for k in w.imports)
