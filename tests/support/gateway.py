@@ -44,6 +44,19 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout_s: float = 20.0) -> GatewayProcess:
+        """Start and wait for ``/ready``. ``free_port`` can race with other processes on a
+        busy machine: when the admin port was taken meanwhile, retry on a fresh one."""
+        for _ in range(3):
+            try:
+                return self._start(timeout_s)
+            except RuntimeError as exc:
+                admin_taken = f"'127.0.0.1', {self.admin_port}): address already in use"
+                if admin_taken not in str(exc):
+                    raise
+                self.admin_port = free_port()
+        return self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> GatewayProcess:
         env = dict(os.environ)
         env.setdefault("ISTHMUS_LOG_LEVEL", "WARNING")
         # ISTHMUS_TEST_TREE points the gateway at another build of the same sources, such as

@@ -161,8 +161,11 @@ def test_retry_budget_bounds_extra_load(setup: Setup) -> None:
     assert [s for s, _ in results] == [503] * n
     extra = bad.requests - n
     assert extra > 0  # some retries were allowed
-    assert extra <= 0.2 * n + 3 * 3, f"{extra} retries for {n} requests"
-    assert bad.requests < n * 4
+    # The first wave may retry 20% of the 40 in flight; the later waves, with few requests
+    # left in flight, at most the minimum of 3 each (3 retries per request); requests that
+    # do not arrive together (a loaded machine) stretch that a little.
+    assert extra <= 0.3 * n + 3 * 3, f"{extra} retries for {n} requests"
+    assert bad.requests < n * 2  # without the budget: n * 4
 
 
 def test_request_bodies_are_replayed_up_to_the_buffer_limit(setup: Setup) -> None:
