@@ -12,14 +12,14 @@ untouched (the server does not start over it).
 
 from __future__ import annotations
 
-import os
-import tempfile
+from pathlib import Path
 
 import msgspec
 
 from federation.catalog import sessions
 from federation.catalog.model import Check, KVEntry, Node, Service, Session
 from federation.catalog.state import TABLES, Store
+from gateway.process.control_plane import write_atomic as _write_atomic
 
 FORMAT_VERSION = 1
 
@@ -124,22 +124,4 @@ def load_file(store: Store, path: str) -> bool:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _write_atomic(Path(path), data)
