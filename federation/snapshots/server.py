@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from federation.snapshots.compile import ProxyInfo
 from federation.snapshots.hub import SnapshotHub
-from gateway.config.snapshot import encode
+from gateway.config.snapshot import Snapshot, encode
 from gateway.process.control_plane import VERSION_HEADER, SnapshotStatus
 
 DEFAULT_WAIT_S = 30.0
@@ -89,8 +89,27 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class _EncodedCache:
+    """The JSON body of the last few snapshot versions: proxies of one shape share a
+    snapshot, so a push to N proxies encodes it once instead of N times."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._bodies: dict[str, bytes] = {}
+
+    def body(self, snapshot: Snapshot) -> bytes:
+        found = self._bodies.get(snapshot.version)
+        if found is None:
+            found = encode(snapshot)
+            if len(self._bodies) >= self.size:
+                del self._bodies[next(iter(self._bodies))]
+            self._bodies[snapshot.version] = found
+        return found
+
+
 def build_app(hub: SnapshotHub) -> Starlette:
     """The snapshot API over ``hub``."""
+    bodies = _EncodedCache()
 
     async def get_snapshot(request: Request) -> Response:
         try:
@@ -102,7 +121,7 @@ def build_app(hub: SnapshotHub) -> Starlette:
         snapshot = await hub.poll(info, known, wait_s)
         if snapshot is not None:
             return Response(
-                encode(snapshot),
+                bodies.body(snapshot),
                 media_type="application/json",
                 headers={VERSION_HEADER: snapshot.version},
             )

@@ -1,0 +1,150 @@
+"""Simulated proxies for the federation bench: N long-poll clients of one controller.
+
+Used by ``bench.federation_bench`` inside its own (pinned) process. Each simulated proxy has
+its own proxy id and does what ``gateway.process.control_plane.ControlPlaneSource`` does:
+``GET /v1/snapshots/<id>?version=V&wait=30s``, and on a 200 decodes the body into a gateway
+``Snapshot`` and posts ``{"version", "applied": true}`` to ``/v1/snapshots/<id>/status``
+before polling again. "Applied" for a simulated proxy means **decoded** (msgspec into the
+``Snapshot`` type, as the real proxy does first); the real proxy then builds its routing
+tables, which is not measured here.
+
+Timing: for the change armed with :meth:`Fleet.arm` (its write time ``t_write`` on
+``time.monotonic``, which every process of the machine shares), each proxy records when it
+finished reading (``received``) and decoding (``decoded``) the first snapshot in which the
+change shows (``Change.cluster_name`` has ``Change.endpoints`` endpoints, or is gone). All
+proxies share one event loop, so one proxy's decode delays the others' reads: with large
+snapshots the figures include that queueing (a real proxy decodes on its own core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import msgspec
+
+from bench.federation_data import Change
+from gateway.config.snapshot import Snapshot
+
+_DECODER = msgspec.json.Decoder(Snapshot)
+
+
+def shows(snapshot: Snapshot, change: Change) -> bool:
+    """Whether ``change`` is visible in ``snapshot``."""
+    for cluster in snapshot.clusters:
+        if cluster.name == change.cluster_name:
+            return change.endpoints is not None and len(cluster.endpoints) == change.endpoints
+    return change.endpoints is None
+
+
+def clusterset_count(snapshot: Snapshot) -> int:
+    return sum(1 for c in snapshot.clusters if ".clusterset:" in c.name)
+
+
+@dataclass(slots=True)
+class Armed:
+    index: int
+    change: Change
+    t_write: float
+    received: dict[str, float] = field(default_factory=dict)  # proxy id -> seconds
+    decoded: dict[str, float] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class ProxyState:
+    id: str
+    version: str = ""
+    clustersets: int = -1
+    snapshots: int = 0
+    errors: int = 0
+
+
+class Fleet:
+    """``count`` simulated proxies of the controller at ``url``."""
+
+    def __init__(self, url: str, count: int, *, prefix: str = "bench-proxy") -> None:
+        self.url = url.rstrip("/")
+        self.proxies = [ProxyState(f"{prefix}-{i:03d}") for i in range(count)]
+        self.armed: Armed | None = None
+        self.bytes_max = 0
+        self.decode_s: list[float] = []
+        self.changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=120),
+        )
+        self._tasks = [asyncio.create_task(self._run(p)) for p in self.proxies]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def arm(self, index: int, change: Change, t_write: float) -> Armed:
+        self.armed = Armed(index, change, t_write)
+        return self.armed
+
+    async def wait_clustersets(self, expected: int, timeout_s: float) -> float | None:
+        """Wait until every proxy's snapshot has ``expected`` clusterset clusters; returns
+        the monotonic time it happened, or None on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not all(p.clustersets == expected for p in self.proxies):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                return None
+        return time.monotonic()
+
+    async def _run(self, proxy: ProxyState) -> None:
+        session = self._session
+        assert session is not None
+        url = f"{self.url}/v1/snapshots/{proxy.id}"
+        while True:
+            try:
+                async with session.get(url, params={"version": proxy.version, "wait": "30s"}) as r:
+                    if r.status == 304:
+                        continue
+                    if r.status != 200:
+                        proxy.errors += 1
+                        await asyncio.sleep(0.5)
+                        continue
+                    body = await r.read()
+                t_recv = time.monotonic()
+                snapshot = _DECODER.decode(body)
+                t_dec = time.monotonic()
+                self.decode_s.append(t_dec - t_recv)
+                self.bytes_max = max(self.bytes_max, len(body))
+                self._seen(proxy, snapshot, t_recv, t_dec)
+                status = {"version": snapshot.version, "applied": True, "error": ""}
+                async with session.post(f"{url}/status", json=status) as r:
+                    await r.read()
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
+                proxy.errors += 1
+                await asyncio.sleep(0.5)
+
+    def _seen(self, proxy: ProxyState, snapshot: Snapshot, t_recv: float, t_dec: float) -> None:
+        proxy.version = snapshot.version
+        proxy.snapshots += 1
+        proxy.clustersets = clusterset_count(snapshot)
+        armed = self.armed
+        if armed is not None and proxy.id not in armed.decoded and shows(snapshot, armed.change):
+            armed.received[proxy.id] = t_recv - armed.t_write
+            armed.decoded[proxy.id] = t_dec - armed.t_write
+            if len(armed.decoded) == len(self.proxies):
+                armed.done.set()
+        self.changed.set()
