@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import configs, loads, report, resilience
+from bench import configs, federation_bench, loads, pki_bench, report, resilience
 from bench.procs import (
     BenchError,
     Proc,
@@ -120,6 +120,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the telemetry-overhead and retries-under-failure runs",
     )
+    p.add_argument(
+        "--no-pki",
+        action="store_true",
+        help="skip the PKI and mTLS benchmarks (CSR signing, handshakes, mTLS keep-alive)",
+    )
+    p.add_argument(
+        "--only-pki",
+        action="store_true",
+        help="run only the PKI and mTLS benchmarks (with the shared upstream)",
+    )
+    p.add_argument(
+        "--no-federation",
+        action="store_true",
+        help="skip the federation scale bench (10,000 services across 3 clusters)",
+    )
+    p.add_argument(
+        "--only-federation",
+        action="store_true",
+        help="run only the federation scale bench (bench/federation_bench.py)",
+    )
+    p.add_argument("--fed-services", type=int, default=None,
+                   help="federation bench: services in all (default 10000, smoke 300)")  # fmt: skip
+    p.add_argument("--fed-profile", type=int, default=0, metavar="S",
+                   help="federation bench: py-spy the subscribed controller for S s")  # fmt: skip
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs)")
     args = p.parse_args(argv)
@@ -448,6 +472,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
+class _Skip(Exception):
+    """``--only-federation``: the other sections are skipped."""
+
+
+def run_federation(
+    sup: Supervisor, tmp: Path, args: argparse.Namespace, results: dict[str, Any]
+) -> bool:
+    """The federation scale bench (bench.federation_bench); returns whether it failed."""
+    try:
+        results["federation"] = federation_bench.run(sup, tmp, **federation_bench.options(args))
+    except BenchError as exc:
+        results["federation"] = {"error": str(exc)}
+        log(f"federation bench FAILED:\n{exc}")
+        return True
+    return False
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -460,8 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: --isthmus-tree {args.isthmus_tree}: no gateway/ there", file=sys.stderr)
             return 2
         ISTHMUS_TREE = args.isthmus_tree
-    tools = dict(TOOLS)
-    if "haproxy" in args.only:
+    tools = {"taskset": TOOLS["taskset"]} if args.only_federation else dict(TOOLS)
+    if "haproxy" in args.only and not args.only_federation:
         tools["haproxy"] = "haproxy"
     try:
         require_tools(tools)
@@ -508,37 +549,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"warning: the machine is not idle before the run (core busy %: {background}); "
                 "other processes will skew the numbers")  # fmt: skip
         log(f"temp dir {tmp}")
+        if args.only_federation:
+            failed = run_federation(sup, tmp, args, results)
+            raise _Skip
         log(f"upstream nginx: starting on core {args.load_cpu}")
         try:
             upstream, up_h1, up_h2 = start_upstream(sup, tmp, args.load_cpu)
         except BenchError as exc:
             print(f"bench: the upstream did not start:\n{exc}", file=sys.stderr)
             return 1
-        try:
-            direct_url = f"http://127.0.0.1:{up_h2}/"
-            results["direct"] = repeated(
-                "direct",
-                f"h2c latency @ {args.rate} req/s {args.duration}s",
-                "p99_ms",
-                args.repeat,
-                lambda: loads.fixed_rate_latency(
-                    direct_url,
-                    args.duration,
-                    args.warmup,
-                    args.load_cpu,
-                    args.rate,
-                    burst=args.burst,
-                ).as_dict(),
-            )
-        except BenchError as exc:
-            results["direct"] = {"error": str(exc)}
-            failed = True
-            log(f"direct baseline FAILED:\n{exc}")
-        for name in args.only:
+        if not args.only_pki:
+            try:
+                direct_url = f"http://127.0.0.1:{up_h2}/"
+                results["direct"] = repeated(
+                    "direct",
+                    f"h2c latency @ {args.rate} req/s {args.duration}s",
+                    "p99_ms",
+                    args.repeat,
+                    lambda: loads.fixed_rate_latency(
+                        direct_url,
+                        args.duration,
+                        args.warmup,
+                        args.load_cpu,
+                        args.rate,
+                        burst=args.burst,
+                    ).as_dict(),
+                )
+            except BenchError as exc:
+                results["direct"] = {"error": str(exc)}
+                failed = True
+                log(f"direct baseline FAILED:\n{exc}")
+        for name in [] if args.only_pki else args.only:
             results["proxies"][name] = bench_proxy(name, sup, tmp, upstream, up_h1, args)
             if results["proxies"][name]["errors"]:
                 failed = True
-        if "isthmus" in args.only and not args.no_resilience:
+        if "isthmus" in args.only and not args.no_resilience and not args.only_pki:
             try:
                 results["resilience"] = resilience.run(
                     sup, tmp, up_h1, start_isthmus, duration=args.duration,
@@ -549,6 +594,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["resilience"] = {"error": str(exc)}
                 failed = True
                 log(f"resilience benchmarks FAILED:\n{exc}")
+        if ("isthmus" in args.only or args.only_pki) and not args.no_pki:
+            try:
+                results["pki"] = pki_bench.run(
+                    sup, tmp, upstream, up_h1, isthmus_tree=ISTHMUS_TREE,
+                    duration=args.duration, warmup=args.warmup, repeat=args.repeat,
+                    proxy_cpu=args.proxy_cpu, load_cpu=args.load_cpu, smoke=args.smoke,
+                )  # fmt: skip
+                failed = failed or bool(results["pki"]["errors"])
+            except BenchError as exc:
+                results["pki"] = {"error": str(exc)}
+                failed = True
+                log(f"PKI benchmarks FAILED:\n{exc}")
+        if not args.no_federation and not args.only_pki:
+            failed = run_federation(sup, tmp, args, results) or failed
+    except _Skip:
+        pass
     except KeyboardInterrupt:
         log("interrupted; stopping servers")
         return 130
@@ -560,9 +621,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     report.derive(results)
-    print(report.render(results), end="")
+    if args.only_federation:
+        args.only_pki = True  # the proxy table has nothing to show
+    if not args.only_pki:
+        print(report.render(results), end="")
     if "error" not in results.get("resilience", {"error": ""}):
         print(resilience.render(results["resilience"]), end="")
+    if "error" not in results.get("pki", {"error": ""}):
+        print(pki_bench.render(results["pki"]), end="")
+    if "federation" in results:
+        print(federation_bench.render(results["federation"]), end="")
     path = report.write_json(results, args.results_dir)
     try:
         shown = path.relative_to(Path.cwd())
