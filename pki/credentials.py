@@ -34,9 +34,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 from cryptography import x509
 
 from pki.bundle import TrustBundle, read_bundle
@@ -51,6 +50,10 @@ from pki.verify import SvidVerifier
 log = logging.getLogger(__name__)
 
 TokenSource = Callable[[], str]
+
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class CredentialError(PkiError):
@@ -286,6 +289,8 @@ class CredentialManager:
         body = protocol.request_body(csr_to_pem(make_csr(key, self.spiffe_id)), self.ttl)
         context = ssl.create_default_context(cadata=trusted.to_pem().decode("ascii"))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        import httpx  # here, not at import time: proxy workers load this module, not the client
+
         try:
             async with httpx.AsyncClient(
                 verify=context, timeout=self.timeout_s, trust_env=False

@@ -21,11 +21,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Iterable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from gateway.config.snapshot import JwtRule
 from gateway.filters.jwks import JwksSource
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("isthmus.jwks")
 
@@ -57,6 +59,8 @@ class JwksFetcher:
 
     async def refresh(self) -> bool:
         """Fetch once; True when the source now holds the fetched keys."""
+        import httpx
+
         uri = self.source.uri
         assert uri is not None
         try:
@@ -123,6 +127,8 @@ class JwksRegistry:
 
     def fetcher(self, uri: str) -> JwksFetcher:
         if self._client is None:
+            import httpx  # loaded only by proxies that fetch JWKS
+
             self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False)
         return JwksFetcher(
             self.source(uri), self._client, refresh_s=self.refresh_s, timeout_s=self.timeout_s

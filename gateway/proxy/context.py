@@ -10,11 +10,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.codec.messages import RequestHead
 from gateway.config.snapshot import Limits
 from gateway.filters.base import LocalReply
 from gateway.proxy.tasks import Supervisor
 from gateway.telemetry.stats import Stats
-from gateway.telemetry.tracing import ServerSpan
 from gateway.transport.streams import ServerStream
 from gateway.upstream.cluster import ClusterManager
 
@@ -22,11 +22,41 @@ if TYPE_CHECKING:
     from gateway.proxy.exchange import Exchange
 
 
+class ClientSpanLike(Protocol):
+    """One upstream try's span (``gateway.telemetry.tracing.ClientSpan``)."""
+
+    def inject(self, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def end(self, status_code: int | None, error: str | None = None) -> None: ...
+
+
+class ServerSpanLike(Protocol):
+    """A request's span (``gateway.telemetry.tracing.ServerSpan``). The proxy names these
+    protocols instead of the classes so that the OpenTelemetry SDK is imported only by
+    proxies that trace."""
+
+    @property
+    def trace_id(self) -> str: ...
+
+    def start_client(
+        self,
+        request: RequestHead,
+        cluster: str,
+        address: str | None = None,
+        port: int | None = None,
+        attempt: int = 0,
+    ) -> ClientSpanLike: ...
+
+    def end(
+        self, status_code: int, response_flags: str = "-", *, cluster: str | None = None
+    ) -> None: ...
+
+
 class RequestObserver(Protocol):
     """Sees every request: the access log and traces hang off it
     (``gateway.proxy.observe``)."""
 
-    def request_started(self, stream: ServerStream, peer: str | None) -> ServerSpan | None: ...
+    def request_started(self, stream: ServerStream, peer: str | None) -> ServerSpanLike | None: ...
 
     def exchange_done(self, exchange: Exchange, status: int, duration_ms: float) -> None: ...
 

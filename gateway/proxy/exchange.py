@@ -33,10 +33,9 @@ from gateway.codec.messages import Headers, RequestHead, ResponseHead
 from gateway.config.snapshot import RetryPolicy
 from gateway.filters.base import HttpFilter, LocalReply, RequestContext
 from gateway.filters.chain import run_response
-from gateway.proxy.context import EngineContext
+from gateway.proxy.context import ClientSpanLike, EngineContext, ServerSpanLike
 from gateway.proxy.local import send_reply
 from gateway.proxy.tunnel import TunnelPipe
-from gateway.telemetry.tracing import ClientSpan, ServerSpan
 from gateway.transport.streams import ServerStream
 from gateway.upstream.cluster import UpstreamCluster
 from gateway.upstream.errors import NoHealthyUpstream, UpstreamError, UpstreamTimeout
@@ -132,8 +131,8 @@ class Exchange:
         self.flags = ""
         self.hash_key = 0
         self.set_cookie: bytes | None = None
-        self.span: ServerSpan | None = None
-        self._client_span: ClientSpan | None = None
+        self.span: ServerSpanLike | None = None
+        self._client_span: ClientSpanLike | None = None
         self._delayed = False
         self._connecting: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None

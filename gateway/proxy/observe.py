@@ -24,11 +24,11 @@ from gateway.telemetry.access_log import (
     ensure_request_id,
     format_start_time,
 )
-from gateway.telemetry.tracing import ServerSpan, Tracer
 from gateway.transport.streams import ServerStream
 
 if TYPE_CHECKING:
     from gateway.proxy.exchange import Exchange
+    from gateway.telemetry.tracing import ServerSpan, Tracer
 
 _NO_FLAGS = "-"
 
@@ -54,7 +54,12 @@ def build_observer(telemetry: Telemetry, node: Node) -> Observer | None:
     """The observer for a snapshot's telemetry settings, or None when everything is off.
     Raises ``AccessLogError`` for an access log file that cannot be opened and
     ``TracingConfigError`` for an unusable tracing configuration."""
-    tracer = Tracer(telemetry.tracing, node) if telemetry.tracing is not None else None
+    tracer = None
+    if telemetry.tracing is not None:
+        # The OpenTelemetry SDK and its exporters load only in proxies that trace.
+        from gateway.telemetry.tracing import Tracer
+
+        tracer = Tracer(telemetry.tracing, node)
     try:
         access_log = AccessLogger.from_config(telemetry.access_log)
     except Exception:
