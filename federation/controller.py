@@ -136,8 +136,24 @@ class Controller:
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
             for t in done:
-                if t is not stopper and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+                if t is stopper:
+                    continue
+                exc = t.exception()
+                if exc is not None:
+                    # Say what really failed: every leaf of a TaskGroup's exception group,
+                    # each with its traceback, before the command prints its one line.
+                    for leaf in leaves(exc):
+                        log.error(
+                            "controller task %s failed: %s: %s",
+                            t.get_name(),
+                            type(leaf).__name__,
+                            leaf,
+                            exc_info=leaf,
+                            extra={"cluster": self.config.cluster},
+                        )
+                    raise exc
+                log.error("controller task %s ended by itself", t.get_name(),
+                          extra={"cluster": self.config.cluster})  # fmt: skip
         finally:
             log.info("federation controller stopping", extra={"cluster": self.config.cluster})
             server.should_exit = True
@@ -186,6 +202,13 @@ class Controller:
             "leader": self.sync.is_leader,
             "imports": len(self.sync.imports),
         }
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, exception groups flattened (``exc`` itself if none)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
 
 
 async def run_until_signalled(config: ControllerConfig) -> int:

@@ -31,6 +31,7 @@ from federation.catalog.state import (
     TOPIC_SERVICES,
     Result,
     Store,
+    node_topic,
     service_topic,
 )
 
@@ -251,6 +252,7 @@ def _ensure_node(store: Store, idx: int, node: Node) -> None:
     node.modify_index = idx
     store.nodes[key] = node
     store.touch(idx, "nodes")
+    store.touch_node(key)
     for svc in store.services_on_node(key):
         # Service entries carry the node's address: their watchers must see the change.
         store.touch_service(idx, svc.service)
@@ -271,6 +273,7 @@ def _ensure_service(store: Store, idx: int, svc: Service) -> None:
     store.services_by_name.setdefault(svc.service.lower(), {})[(node_key, svc.id)] = svc
     store.touch(idx, "services")
     store.touch_service(idx, svc.service)
+    store.touch_node(node_key)
     for check in store.service_checks.get((node_key, svc.id), {}).values():
         check.service_name = svc.service
         check.service_tags = list(svc.tags) if svc.tags is not None else None
@@ -322,6 +325,7 @@ def _unindex_service(store: Store, idx: int, svc: Service) -> None:
         return
     store.services_by_name.pop(name_key, None)
     store.service_indexes.pop(name_key, None)
+    store.service_list.mark(name_key)
     store.extinction_index = idx
     store.mark(TOPIC_EXTINCTION, service_topic(svc.service))
 
@@ -367,6 +371,7 @@ def _delete_service(store: Store, idx: int, node_key: str, service_id: str) -> N
         _delete_check(store, idx, node_key, check_id)
     del store.node_services[node_key][service_id]
     store.touch(idx, "services")
+    store.touch_node(node_key)
     _unindex_service(store, idx, svc)
 
 
@@ -381,6 +386,7 @@ def _delete_node(store: Store, idx: int, node_key: str) -> None:
     store.node_checks.pop(node_key, None)
     del store.nodes[node_key]
     store.touch(idx, "nodes")
+    store.touch_node(node_key)
     sessions.invalidate_for_node(store, idx, node_key)
 
 
@@ -410,7 +416,11 @@ def tags_match(svc: Service, tags: Sequence[str]) -> bool:
 def list_services(
     store: Store, node_meta: Sequence[tuple[str, str]] = ()
 ) -> Result[dict[str, list[str]]]:
-    """``GET /v1/catalog/services``: name -> union of tags, sorted by name."""
+    """``GET /v1/catalog/services``: name -> union of tags, sorted by name. Without
+    ``node_meta`` the answer comes from ``store.service_list`` (O(changes) per read)."""
+    if not node_meta:
+        index = store.tables["services"]
+        return Result.of(index, (TOPIC_SERVICES,), store.service_list.value(store, index))
     out: dict[str, list[str]] = {}
     for instances in store.services_by_name.values():
         for (node_key, _sid), svc in instances.items():
@@ -420,12 +430,8 @@ def list_services(
             for tag in svc.tags or ():
                 if tag not in tags:
                     tags.append(tag)
-    if node_meta:
-        index = store.max_table_index("nodes", "services")
-        topics: tuple[str, ...] = (TOPIC_SERVICES, TOPIC_NODES)
-    else:
-        index = store.tables["services"]
-        topics = (TOPIC_SERVICES,)
+    index = store.max_table_index("nodes", "services")
+    topics = (TOPIC_SERVICES, TOPIC_NODES)
     return Result.of(index, topics, dict(sorted(out.items())))
 
 
@@ -474,15 +480,16 @@ def service_nodes(
 
 
 def node_services(store: Store, node: str) -> Result[tuple[Node, list[Service]] | None]:
-    """``GET /v1/catalog/node/<node>``: the node and its services, or None."""
+    """``GET /v1/catalog/node/<node>``: the node and its services, or None.
+
+    The index is the catalog's (nodes and services tables), as Consul's; a blocking query
+    waits only on this node's topic, so writes to other nodes do not wake it."""
     key = node.lower()
     found = store.nodes.get(key)
     value = None
     if found is not None:
         value = (found, sorted(store.services_on_node(key), key=lambda s: s.id))
-    return Result.of(
-        store.max_table_index("nodes", "services"), (TOPIC_NODES, TOPIC_SERVICES), value
-    )
+    return Result.of(store.max_table_index("nodes", "services"), (node_topic(node),), value)
 
 
 def checks_for(store: Store, node_key: str, service_id: str) -> list[Check]:

@@ -8,6 +8,7 @@ HTTP handlers (``ServiceTags`` and ``Tags`` of null become ``[]``, a node withou
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from federation.catalog.health import Instance
@@ -133,8 +134,11 @@ def health_entry(inst: Instance) -> dict[str, Any]:
     }
 
 
-def node_services(n: Node, services: list[Service]) -> dict[str, Any]:
-    return {"Node": node(n), "Services": {s.id: service(s) for s in services}}
+def node_services(
+    n: Node, services: list[Service], render: Callable[[Service], dict[str, Any]] = service
+) -> dict[str, Any]:
+    """``/v1/catalog/node/<node>``; ``render`` may be a caching ``service``."""
+    return {"Node": node(n), "Services": {s.id: render(s) for s in services}}
 
 
 def dir_entry(e: KVEntry) -> dict[str, Any]:

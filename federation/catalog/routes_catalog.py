@@ -11,7 +11,14 @@ from starlette.responses import Response
 from federation.catalog import catalog, health, render
 from federation.catalog.errors import HTTPError
 from federation.catalog.query import check_dc, check_enterprise, parse_bool, parse_token
-from federation.catalog.web import Ctx, blocking_read, json_response, meta_headers, read_json
+from federation.catalog.web import (
+    Ctx,
+    blocking_read,
+    encoded_json_response,
+    json_response,
+    meta_headers,
+    read_json,
+)
 
 _FILTER_UNSUPPORTED = (
     "Failed to create boolean expression evaluator: ?filter is not supported by the "
@@ -48,7 +55,11 @@ async def services(ctx: Ctx) -> Response:
     check_enterprise(ctx.params, ctx.headers)
     _reject_filter(ctx)
     result = await blocking_read(ctx, opts, lambda: catalog.list_services(ctx.store, node_meta))
-    return json_response(ctx, result.value, headers=meta_headers(result, opts))
+    headers = meta_headers(result, opts)
+    if node_meta:
+        return json_response(ctx, result.value, headers=headers)
+    body = ctx.store.service_list.body(result.index, result.value)  # encoded once per index
+    return encoded_json_response(ctx, body, headers=headers)
 
 
 async def service(ctx: Ctx) -> Response:
@@ -76,8 +87,18 @@ async def node(ctx: Ctx) -> Response:
     if not name:
         raise HTTPError(400, "Missing node name")
     result = await blocking_read(ctx, opts, lambda: catalog.node_services(ctx.store, name))
-    body = render.node_services(*result.value) if result.value is not None else None
-    return json_response(ctx, body, headers=meta_headers(result, opts))
+    headers = meta_headers(result, opts)
+    if result.value is None:
+        return json_response(ctx, None, headers=headers)
+    found, services = result.value
+    # Encoded once per node and index; each service's object is reused until it changes.
+    body = ctx.store.node_bodies.body(
+        found.node.lower(),
+        result.index,
+        lambda rendered: render.node_services(found, services, rendered),
+        render.service,
+    )
+    return encoded_json_response(ctx, body, headers=headers)
 
 
 async def health_service(ctx: Ctx) -> Response:

@@ -10,12 +10,13 @@ waits until that index passes the client's. This store keeps the same bookkeepin
 - ``tables``: per-table last-change index (nodes, services, checks, kvs, tombstones,
   sessions);
 - ``service_indexes``: per service name, the index of the last change to any instance, its
-  node or its checks; ``extinction_index``: when the last instance of some service went away.
+  node or its checks; ``extinction_index``: when the last instance of some service went away;
+- ``service_list``, ``node_bodies``: derived views for the big reads (views.py).
 
-A write touches topics (``services``, ``service:<name>``, ``kvs``, ...). ``commit`` hands the
-set to the subscribers: the blocking-query notifier wakes only the waiters on those topics,
-the persister marks the file dirty. Nothing here does I/O or knows about asyncio; the
-operations live in ``catalog``, ``kv`` and ``sessions``.
+A write touches topics (``services``, ``service:<name>``, ``node:<name>``, ``kvs``, ...).
+``commit`` hands the set to the subscribers: the blocking-query notifier wakes only the
+waiters on those topics, the persister marks the file dirty. Nothing here does I/O or
+knows about asyncio; the operations live in ``catalog``, ``kv`` and ``sessions``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Generic, TypeVar
 
 from federation.catalog.clock import Clock
 from federation.catalog.model import Check, KVEntry, Node, Service, Session
+from federation.catalog.views import NodeBodies, ServiceList
 
 TABLES = ("nodes", "services", "checks", "kvs", "tombstones", "sessions")
 
@@ -40,6 +42,11 @@ TOPIC_EXTINCTION = "extinction"
 
 def service_topic(name: str) -> str:
     return "service:" + name.lower()
+
+
+def node_topic(name: str) -> str:
+    """Changes to one node's record or to its services (not its checks)."""
+    return "node:" + name.lower()
 
 
 # Marks "the Raft index moved" for the persister; no query waits on it.
@@ -105,6 +112,9 @@ class Store:
         self.sessions: dict[str, Session] = {}
         self.session_deadlines: dict[str, float] = {}
         self.lock_delays: dict[str, float] = {}
+        # Derived read views, kept current by touch_service/touch_node (views.py).
+        self.service_list = ServiceList()
+        self.node_bodies = NodeBodies()
         # Change propagation.
         self._topics: set[str] = set()
         self._listeners: list[Listener] = []
@@ -125,6 +135,12 @@ class Store:
     def touch_service(self, idx: int, name: str) -> None:
         self.service_indexes[name.lower()] = idx
         self._topics.add(service_topic(name))
+        self.service_list.mark(name.lower())
+
+    def touch_node(self, name: str) -> None:
+        """The node's record or its set of services changed."""
+        self._topics.add(node_topic(name))
+        self.node_bodies.mark(name.lower())
 
     def mark(self, *topics: str) -> None:
         self._topics.update(topics)

@@ -76,6 +76,17 @@ def json_response(
     return Response(body, status_code=status, media_type="application/json", headers=all_headers)
 
 
+def encoded_json_response(
+    ctx: Ctx, body: bytes, *, headers: dict[str, str] | None = None, status: int = 200
+) -> Response:
+    """``json_response`` for a body already encoded (a cached view's)."""
+    if ctx.params.has("pretty"):
+        body = msgspec.json.format(body, indent=4) + b"\n"
+    all_headers = base_headers()
+    all_headers.update(headers or {})
+    return Response(body, status_code=status, media_type="application/json", headers=all_headers)
+
+
 def text_response(status: int, text: str, *, headers: dict[str, str] | None = None) -> Response:
     all_headers = base_headers()
     all_headers.update(headers or {})

@@ -6,9 +6,11 @@ Talks to Consul only through py-consul's asyncio client (``consul.aio.Consul``),
 - ``records``: the node's layout and the diff (sans-IO); ``blocking``: index/rate-limit/
   backoff rules (sans-IO); ``liveness``: remote heartbeats (sans-IO);
 - ``api``: the typed py-consul edge (deadlines, one ``ConsulError``), ``client_factory``;
-- ``export.Exporter``, ``imports.Importer``, ``leader.LeaderElector``: the three loops;
-- ``sync.ConsulSync``: the three wired together; ``settings.SyncSettings``: the tunables;
-  ``metrics``: their counters.
+- ``export.Exporter``, ``imports.Importer``, ``leader.LeaderElector``: the three loops
+  (the importer holds one blocking query per remote cluster's node, plus one on the
+  heartbeat service, whatever the number of services);
+- ``sync.ConsulSync``: the three wired together, each restarted after an unexpected
+  error; ``settings.SyncSettings``: the tunables; ``metrics``: their counters.
 
 Wiring (the controller)::
 

@@ -35,7 +35,7 @@ class ConsulError(Exception):
 
 
 def client_factory(
-    address: str | None, *, token: str | None = None, connections_limit: int = 10_000
+    address: str | None, *, token: str | None = None, connections_limit: int = 64
 ) -> ClientFactory:
     """A factory of ``consul.aio.Consul`` clients for ``address`` (see the module doc)."""
     if address is None:
@@ -56,6 +56,14 @@ def client_factory(
 
 def _go_duration(seconds: int) -> str:
     return f"{seconds}s"
+
+
+def _node_body(node: str, data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConsulError(f"read node {node}: expected an object, got {type(data).__name__}")
+    return data
 
 
 class ConsulApi:
@@ -81,6 +89,21 @@ class ConsulApi:
             raise ConsulError(f"{what}: {type(exc).__name__}: {exc}") from None
         except (aiohttp.ClientError, OSError, json.JSONDecodeError, ValueError) as exc:
             raise ConsulError(f"{what}: {type(exc).__name__}: {exc}") from None
+        except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
+            # py-consul or aiohttp tripping over a broken answer or a closed session: one
+            # more way for a request to fail, never a reason for a loop to die.
+            raise ConsulError(f"{what}: unexpected {type(exc).__name__}: {exc}") from None
+
+    async def _read(
+        self, what: str, make: Callable[[], Awaitable[Any]], limit_s: float
+    ) -> tuple[int, Any]:
+        """A read with an index: ``(index, data)``, a missing or bad index a ConsulError."""
+        answer = await self._call(what, make, limit_s)
+        try:
+            raw_index, data = answer
+            return parse_index(raw_index), data
+        except (TypeError, ValueError) as exc:
+            raise ConsulError(f"{what}: {exc}") from None
 
     def _blocking_timeout(self, wait_s: int) -> float:
         return wait_s + wait_s / 16 + self.request_timeout_s
@@ -89,14 +112,24 @@ class ConsulApi:
 
     async def node(self, node: str) -> dict[str, Any] | None:
         """``/v1/catalog/node/<node>``: ``{"Node": {...}, "Services": {id: {...}}}`` or None."""
-        _index, data = await self._call(
+        _index, data = await self._read(
             f"read node {node}", lambda: self.client.catalog.node(node), self.request_timeout_s
         )
-        if data is None:
-            return None
-        if not isinstance(data, dict):
-            raise ConsulError(f"read node {node}: expected an object, got {type(data).__name__}")
-        return data
+        return _node_body(node, data)
+
+    async def watch_node(
+        self, node: str, index: int, wait_s: int
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Blocking ``/v1/catalog/node/<node>``: the node and its services, or None when
+        Consul has no such node."""
+        got, data = await self._read(
+            f"watch node {node}",
+            lambda: self.client.catalog.node(
+                node, index=str(index) if index else None, wait=_go_duration(wait_s)
+            ),
+            self._blocking_timeout(wait_s),
+        )
+        return got, _node_body(node, data)
 
     async def register(
         self,
@@ -124,7 +157,7 @@ class ConsulApi:
 
     async def services(self, index: int, wait_s: int) -> tuple[int, dict[str, list[str]]]:
         """Blocking ``/v1/catalog/services``: name -> tags."""
-        raw_index, data = await self._call(
+        index_got, data = await self._read(
             "list services",
             lambda: self.client.catalog.services(
                 index=str(index) if index else None, wait=_go_duration(wait_s)
@@ -133,13 +166,13 @@ class ConsulApi:
         )
         if not isinstance(data, dict):
             raise ConsulError(f"list services: expected an object, got {type(data).__name__}")
-        return parse_index(raw_index), {str(k): list(v or ()) for k, v in data.items()}
+        return index_got, {str(k): list(v or ()) for k, v in data.items()}
 
     async def health_service(
         self, name: str, index: int, wait_s: int
     ) -> tuple[int, list[dict[str, Any]]]:
         """Blocking ``/v1/health/service/<name>``: ``[{Node, Service, Checks}]``."""
-        raw_index, data = await self._call(
+        index_got, data = await self._read(
             f"read health of {name}",
             lambda: self.client.health.service(
                 name, index=str(index) if index else None, wait=_go_duration(wait_s)
@@ -150,12 +183,12 @@ class ConsulApi:
             data = []
         if not isinstance(data, list):
             raise ConsulError(f"read health of {name}: expected a list, got {type(data).__name__}")
-        return parse_index(raw_index), data
+        return index_got, data
 
     # -- KV and sessions (leader election) ---------------------------------------------
 
     async def kv_get(self, key: str, index: int, wait_s: int) -> tuple[int, dict[str, Any] | None]:
-        raw_index, data = await self._call(
+        index_got, data = await self._read(
             f"read key {key}",
             lambda: self.client.kv.get(
                 key, index=str(index) if index else None, wait=_go_duration(wait_s)
@@ -164,7 +197,7 @@ class ConsulApi:
         )
         if data is not None and not isinstance(data, dict):
             raise ConsulError(f"read key {key}: expected an object, got {type(data).__name__}")
-        return parse_index(raw_index), data
+        return index_got, data
 
     async def kv_acquire(self, key: str, value: str, session: str) -> bool:
         ok = await self._call(
@@ -206,7 +239,7 @@ class ConsulApi:
             raise ConsulError(f"renew session: no answer within {timeout:.1f}s") from None
         except consul.ConsulException as exc:
             raise ConsulError(f"renew session: {type(exc).__name__}: {exc}") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError, RuntimeError, TypeError) as exc:
             raise ConsulError(f"renew session: {type(exc).__name__}: {exc}") from None
         return result is not None
 

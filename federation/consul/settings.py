@@ -39,15 +39,23 @@ class SyncSettings:
     # backoff after an error (exponential with jitter, capped).
     blocking_wait_s: int = 60
     min_query_interval_s: float = 0.05
+    # The same for the importer's node reads (one per remote cluster, each answer holding
+    # every service that cluster exports: ~1.3 MB of JSON at 3,300 services). While a
+    # cluster writes many services they would return after every write, and decoding them
+    # took 70% of a controller's CPU at 0.2 s; this bounds them to one read a second. A
+    # single change is not delayed: the query before it was blocking, so it started long
+    # ago.
+    import_min_interval_s: float = 1.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
 
     # Every non-blocking request gives up after this long (blocking ones after their wait
     # plus Consul's wait/16 jitter plus this).
     request_timeout_s: float = 10.0
-    # The HTTP connection pool of the importer's client: one connection per watched
-    # service is held by its blocking query.
-    connections_limit: int = 10_000
+    # The HTTP connection pool of each client. The importer holds one blocking query per
+    # remote cluster plus one; Consul allows 200 connections per client address by default
+    # (limits.http_max_conns_per_client), shared by every client of the controller.
+    connections_limit: int = 64
 
     def __post_init__(self) -> None:
         if not 10 <= self.session_ttl_s <= 86400:
@@ -56,6 +64,8 @@ class SyncSettings:
             )
         if not 0 <= self.lock_delay_s <= 60:
             raise ValueError(f"lock_delay_s must be 0..60, got {self.lock_delay_s}")
+        if self.connections_limit < 4:
+            raise ValueError(f"connections_limit must be at least 4, got {self.connections_limit}")
         if self.write_concurrency < 1:
             raise ValueError(f"write_concurrency must be at least 1, got {self.write_concurrency}")
         if self.blocking_wait_s < 1:
@@ -69,6 +79,7 @@ class SyncSettings:
             "backoff_initial_s",
             "backoff_max_s",
             "request_timeout_s",
+            "import_min_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

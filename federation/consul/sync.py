@@ -5,20 +5,35 @@ with its own py-consul client (so the importer's many held blocking queries neve
 session renew or a write): ``elector`` (leader.py), ``exporter`` (export.py, writing only
 while ``elector`` leads) and ``importer`` (imports.py, on every replica). ``run()`` runs all
 three until cancelled; cancelling it releases the leader lock cleanly.
+
+``run()`` never ends on its own: each component runs under ``_supervise``, which logs any
+exception that escapes a component's own retry loops (with its traceback, and every
+sub-exception of an ``ExceptionGroup``), counts it in ``consul_sync_restarts`` and starts
+that component again after a backoff, while the two others carry on. Consul being slow or
+unreachable is handled inside the loops (``ConsulError``, retried with backoff); the
+supervisor is the last line for anything unforeseen, so the controller never exits because
+of Consul.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 
 from federation.consul.api import ClientFactory, client_factory
+from federation.consul.blocking import Backoff
 from federation.consul.export import Exporter
 from federation.consul.imports import Importer, Key
 from federation.consul.leader import AlwaysLeader, LeaderElector, default_replica_id
 from federation.consul.records import ClusterIdentity
 from federation.consul.settings import SyncSettings
 from federation.model import ExportedService, ImportedService
+
+log = logging.getLogger("isthmus.federation.consul.sync")
+
+# A component that ran this long before failing starts again without accumulated backoff.
+_HEALTHY_RUN_S = 60.0
 
 
 class ConsulSync:
@@ -65,6 +80,7 @@ class ConsulSync:
             replica_id=self.replica_id,
         )
         self.importer = Importer(factory, cluster, settings=self.settings)
+        self.restarts = 0  # components restarted after an unexpected error
 
     def notify(self) -> None:
         """The local exports may have changed."""
@@ -92,11 +108,48 @@ class ConsulSync:
             out.update(self.elector.metrics.as_dict())
         else:
             out["consul_leader"] = 1.0
+        out["consul_sync_restarts"] = float(self.restarts)
         return out
 
     async def run(self) -> None:
+        """Run every component until cancelled; see the module doc."""
         async with asyncio.TaskGroup() as tasks:
             if self.elector is not None:
-                tasks.create_task(self.elector.run())
-            tasks.create_task(self.exporter.run())
-            tasks.create_task(self.importer.run())
+                tasks.create_task(self._supervise("leader election", self.elector.run))
+            tasks.create_task(self._supervise("export", self.exporter.run))
+            tasks.create_task(self._supervise("import", self.importer.run))
+
+    async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
+        s = self.settings
+        backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await run()
+            except Exception as exc:  # logged in full, then started again
+                outcome: BaseException | None = exc
+            else:
+                outcome = None
+            if loop.time() - started >= _HEALTHY_RUN_S:
+                backoff.reset()
+            delay = backoff.next_delay()
+            self.restarts += 1
+            if outcome is None:
+                log.error("Consul sync %s stopped by itself; starting it again", what)
+            else:
+                log.error(
+                    "Consul sync %s failed (%s); starting it again in %.1fs",
+                    what,
+                    describe(outcome),
+                    delay,
+                    exc_info=outcome,
+                )
+            await asyncio.sleep(delay)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, with every leaf of an exception group spelled out."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"

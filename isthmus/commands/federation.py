@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import traceback
 import urllib.error
 import urllib.request
 
@@ -81,6 +82,13 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(run_until_signalled(config))
     except Exception as exc:  # a clear line rather than a traceback for setup errors
         print(f"isthmus federation run: {exc}", file=sys.stderr)
+        if isinstance(exc, BaseExceptionGroup):  # name what failed, not just "a TaskGroup"
+            from federation.controller import leaves
+
+            for leaf in leaves(exc):
+                print(f"  caused by {type(leaf).__name__}: {leaf}", file=sys.stderr)
+                trace = "".join(traceback.format_exception(leaf))
+                print("    " + trace.rstrip().replace("\n", "\n    "), file=sys.stderr)
         return 1
 
 

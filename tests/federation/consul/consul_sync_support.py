@@ -42,6 +42,7 @@ FAST = SyncSettings(
     heartbeat_ttl_s=3.0,
     blocking_wait_s=5,
     min_query_interval_s=0.02,
+    import_min_interval_s=0.1,
     backoff_initial_s=0.05,
     backoff_max_s=0.5,
     request_timeout_s=2.0,

@@ -173,6 +173,15 @@ async def test_a_malformed_entry_is_skipped_and_counted(
             "Meta": meta,
         }
         assert await client.catalog.register(f"isthmus-{rogue}", "127.0.0.9", service=service)
+        # Importers find a cluster's node by its controller's heartbeat service.
+        beat = {
+            "ID": "isthmus--controller",
+            "Service": "isthmus--controller",
+            "Tags": ["isthmus-controller"],
+            "Port": 1,
+            "Meta": {"isthmus-cluster": rogue},
+        }
+        assert await client.catalog.register(f"isthmus-{rogue}", "127.0.0.9", service=beat)
     running.start(make_sync(Writes().factory(*consul_addr), east))
     w = running.start(make_sync(Writes().factory(*consul_addr), west))
     await eventually(lambda: (east.name, "default", "web") in w.imports, 3, "the good entry")
