@@ -48,6 +48,7 @@ HOT_MODULES = [
     "gateway/upstream/circuit.py",
     "gateway/upstream/outlier.py",
     "gateway/upstream/selection.py",
+    "gateway/proxy/observe.py",
     "gateway/telemetry/stats.py",
     "gateway/filters/base.py",
 ]

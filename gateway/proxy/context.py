@@ -52,6 +52,21 @@ class ServerSpanLike(Protocol):
     ) -> None: ...
 
 
+class TracerLike(Protocol):
+    """``gateway.telemetry.tracing.Tracer`` as the proxy uses it."""
+
+    def start_server(
+        self,
+        request: RequestHead,
+        peer_address: str | None = None,
+        peer_principal: str | None = None,
+        *,
+        peer_port: int | None = None,
+    ) -> ServerSpanLike | None: ...
+
+    def shutdown(self) -> None: ...
+
+
 class RequestObserver(Protocol):
     """Sees every request: the access log and traces hang off it
     (``gateway.proxy.observe``)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.codec.messages import RequestHead
 from gateway.config.snapshot import Node, Telemetry
 from gateway.filters.base import LocalReply
+from gateway.proxy.context import ServerSpanLike, TracerLike
 from gateway.telemetry.access_log import (
     AccessLogEntry,
     AccessLogger,
@@ -28,7 +29,6 @@ from gateway.transport.streams import ServerStream
 
 if TYPE_CHECKING:
     from gateway.proxy.exchange import Exchange
-    from gateway.telemetry.tracing import ServerSpan, Tracer
 
 _NO_FLAGS = "-"
 
@@ -54,7 +54,7 @@ def build_observer(telemetry: Telemetry, node: Node) -> Observer | None:
     """The observer for a snapshot's telemetry settings, or None when everything is off.
     Raises ``AccessLogError`` for an access log file that cannot be opened and
     ``TracingConfigError`` for an unusable tracing configuration."""
-    tracer = None
+    tracer: TracerLike | None = None
     if telemetry.tracing is not None:
         # The OpenTelemetry SDK and its exporters load only in proxies that trace.
         from gateway.telemetry.tracing import Tracer
@@ -74,11 +74,11 @@ def build_observer(telemetry: Telemetry, node: Node) -> Observer | None:
 class Observer:
     __slots__ = ("access_log", "tracer")
 
-    def __init__(self, access_log: AccessLogger | None, tracer: Tracer | None = None) -> None:
+    def __init__(self, access_log: AccessLogger | None, tracer: TracerLike | None = None) -> None:
         self.access_log = access_log
         self.tracer = tracer
 
-    def request_started(self, stream: ServerStream, peer: str | None) -> ServerSpan | None:
+    def request_started(self, stream: ServerStream, peer: str | None) -> ServerSpanLike | None:
         """On the request path, before it goes upstream: make sure it has an
         ``x-request-id`` (generated when absent) so the upstream and the log agree, and
         start its server span."""
