@@ -41,9 +41,10 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     modes = {"code": "503", "reset": "reset", "pertry": "hang", "budget": "503", "maxr": "503",
-             "replay": "503"}  # fmt: skip
+             "replay": "503", "closer": "close"}  # fmt: skip
     bad = {k: FaultyBackend(f"{k}-bad", mode).start() for k, mode in modes.items()}
-    good = {k: FaultyBackend(f"{k}-good").start() for k in ("code", "reset", "pertry", "connect")}
+    good = {k: FaultyBackend(f"{k}-good").start()
+            for k in ("code", "reset", "pertry", "connect", "closer")}  # fmt: skip
     closed_port = free_port()  # nothing listens there: connections are refused
     cfg = ConfigDir(tmp_path_factory.mktemp("retries") / "cfg")
     port = free_port()
@@ -52,7 +53,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     echo = HttpBackend("replay-good").start()
     cfg.write("replay.yaml", service_yaml("replay", [(bad["replay"].port, "r1/z1"),
                                                      (echo.port, "r1/z1")]))  # fmt: skip
-    for k in ("code", "reset", "pertry"):
+    for k in ("code", "reset", "pertry", "closer"):
         cfg.write(f"{k}.yaml", service_yaml(k, [(bad[k].port, "r1/z1"), (good[k].port, "r1/z1")]))
     connect = [(closed_port, "r1/z1"), (good["connect"].port, "r1/z1")]
     cfg.write("connect.yaml", service_yaml("connect", connect))
@@ -76,6 +77,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         route_yaml("budget.test", "budget", "retry: {codes: [503], attempts: 3, backoff: 1ms}"),
         route_yaml("maxr.test", "maxr", "retry: {codes: [503], attempts: 3, backoff: 1ms}"),
         route_yaml("replay.test", "replay", RETRY),
+        route_yaml("closer.test", "closer", "retry: {attempts: 2, backoff: 1ms}"),
+        route_yaml("closer-noretry.test", "closer"),
     ]  # fmt: skip
     cfg.write("routes.yaml", "---".join(routes))
     gw = start_gateway(cfg)
@@ -100,6 +103,14 @@ def test_retry_on_reset(setup: Setup) -> None:
     assert setup.client.statuses("reset.test", 20) == {200: 20}
     assert bad.requests > 0
     assert setup.client.statuses("reset-noretry.test", 20)[503] > 0
+
+
+def test_retry_when_the_upstream_accepts_and_closes(setup: Setup) -> None:
+    bad = setup.bad["closer"]
+    bad.reset_counts()
+    assert setup.client.statuses("closer.test", 20) == {200: 20}
+    assert bad.connections > 0  # tries did meet the endpoint that hangs up
+    assert setup.client.statuses("closer-noretry.test", 20)[503] > 0
 
 
 def test_retry_on_connect_failure(setup: Setup) -> None:
