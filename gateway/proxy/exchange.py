@@ -34,6 +34,7 @@ from gateway.config.snapshot import RetryPolicy
 from gateway.filters.base import HttpFilter, LocalReply, RequestContext
 from gateway.filters.chain import run_response
 from gateway.proxy.context import ClientSpanLike, EngineContext, ServerSpanLike
+from gateway.proxy.hashing import request_hash
 from gateway.proxy.local import send_reply
 from gateway.proxy.tunnel import TunnelPipe
 from gateway.transport.streams import ServerStream
@@ -169,6 +170,9 @@ class Exchange:
             self._local(LocalReply(500, body=b"no such backend\n", flag="NC"))
             return
         self.cluster = cluster
+        consistent_hash = cluster.config.consistent_hash
+        if consistent_hash is not None:
+            self.hash_key, self.set_cookie = request_hash(consistent_hash, self.ctx)
         if not cluster.breaker.admit_request():
             self._local(_UO)
             return

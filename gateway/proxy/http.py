@@ -19,7 +19,6 @@ from gateway.filters.chain import run_request
 from gateway.filters.listener_security import ListenerSecurity
 from gateway.proxy.context import EngineContext
 from gateway.proxy.exchange import Exchange, copy_request
-from gateway.proxy.hashing import request_hash
 from gateway.proxy.local import DelayedReplyHandler, LocalReplyHandler
 from gateway.proxy.mirror import NullStream
 from gateway.routing.table import RouteTable
@@ -136,11 +135,6 @@ class HttpProxy:
             retry=rule.retry,
         )
         exchange.span = span
-        upstream = self.engine.clusters.get(cluster)
-        if upstream is not None and upstream.config.consistent_hash is not None:
-            exchange.hash_key, exchange.set_cookie = request_hash(
-                upstream.config.consistent_hash, ctx
-            )
         if ctx.mirrors:
             exchange.mirrors = self._mirrors(stream, ctx, started, protocol)
         delay = ctx.delay_s

@@ -18,6 +18,7 @@ connections.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterable, Mapping
 
@@ -26,7 +27,7 @@ from gateway.upstream.circuit import CircuitBreaker
 from gateway.upstream.health import HealthChecker
 from gateway.upstream.outlier import OutlierDetector
 from gateway.upstream.pool import EndpointPool
-from gateway.upstream.selection import Selection, draw
+from gateway.upstream.selection import Selection
 from gateway.upstream.tls import ClusterTls, endpoint_tls_key
 
 
@@ -74,7 +75,7 @@ class UpstreamCluster:
         self.selection = Selection(self.config, self.node, list(self.pools.values()))
 
     def pick(self, key: int = 0) -> EndpointPool | None:
-        return self.selection.pick(key, draw())
+        return self.selection.pick(key, random.random())
 
     def report(self, pool: EndpointPool, status: int) -> None:
         """A try's outcome, for outlier detection: an HTTP status, or 0 for a try that got

@@ -23,7 +23,6 @@ Called by ``gateway.upstream.cluster``.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from gateway.config.snapshot import Cluster, LocalityLb, Node
@@ -156,10 +155,3 @@ def _locality_lb(config: Cluster, node: Node) -> LocalityLb | None:
     if node_locality(node) != ("", "", "") and (config.outlier or config.health_check):
         return LocalityLb()
     return None
-
-
-def draw() -> float:
-    return random.random()
-
-
-__all__ = ["Locality", "Selection", "draw", "is_healthy"]

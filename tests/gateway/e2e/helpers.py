@@ -56,11 +56,14 @@ def endpoint_service_yaml(
     annotations: dict[str, str] | None = None,
     namespace: str = "default",
     address: str = "127.0.0.1",
+    localities: list[str] | None = None,
 ) -> str:
     """A Service with one EndpointSlice per ``(target_port, conditions)`` pair.
 
     Each slice carries its own port number, so several local backends on different ports can
     be the endpoints of one Service. ``conditions`` is a flow-style YAML mapping.
+    ``localities`` (``region/zone``, one per pair) puts the region in the slice's
+    ``topology.kubernetes.io/region`` label and the zone on the endpoint.
     """
     app = f", appProtocol: {app_protocol}" if app_protocol else ""
     notes = ""
@@ -77,6 +80,10 @@ spec:
 """
     ]
     for i, (target, conditions) in enumerate(targets):
+        region = zone = ""
+        if localities is not None:
+            r, _, z = localities[i].partition("/")
+            region, zone = f", topology.kubernetes.io/region: {r}", f", zone: {z}"
         docs.append(
             f"""
 apiVersion: discovery.k8s.io/v1
@@ -84,9 +91,9 @@ kind: EndpointSlice
 metadata:
   name: {name}-{i}
   namespace: {namespace}
-  labels: {{kubernetes.io/service-name: {name}}}
+  labels: {{kubernetes.io/service-name: {name}{region}}}
 addressType: IPv4
-endpoints: [{{addresses: [{address}], conditions: {conditions}}}]
+endpoints: [{{addresses: [{address}]{zone}, conditions: {conditions}}}]
 ports: [{{name: http, port: {target}{app}}}]
 """
         )

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.gateway.e2e.helpers import http_route_yaml, wait_until
+from tests.gateway.e2e.helpers import endpoint_service_yaml, http_route_yaml, wait_until
 from tests.support.faulty import FaultyBackend
 
 NODE_LOCALITY = "r1/z1"
@@ -28,37 +28,14 @@ def service_yaml(
     *,
     annotations: dict[str, str] | None = None,
 ) -> str:
-    """A Service with one EndpointSlice per ``(port, locality)``; the locality
-    ``region/zone`` puts the region in the slice label and the zone on the endpoint."""
-    notes = ""
-    if annotations:
-        notes = ", annotations: {" + ", ".join(f'"{k}": "{v}"' for k, v in annotations.items())
-        notes += "}"
-    docs = [
-        f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default{notes}}}
-spec:
-  ports: [{{name: http, port: 80}}]
-"""
-    ]
-    for i, (port, locality) in enumerate(endpoints):
-        region, _, zone = locality.partition("/")
-        docs.append(
-            f"""
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-{i}
-  namespace: default
-  labels: {{kubernetes.io/service-name: {name}, topology.kubernetes.io/region: {region}}}
-addressType: IPv4
-endpoints: [{{addresses: [127.0.0.1], zone: {zone}, conditions: {{ready: true}}}}]
-ports: [{{name: http, port: {port}}}]
-"""
-        )
-    return "---".join(docs)
+    """A ready Service endpoint per ``(port, locality)``; the locality is ``region/zone``."""
+    pairs = list(endpoints)
+    return endpoint_service_yaml(
+        name,
+        [(port, "{ready: true}") for port, _ in pairs],
+        annotations=annotations,
+        localities=[loc for _, loc in pairs],
+    )
 
 
 def destination_rule_yaml(name: str, traffic_policy: str) -> str:
