@@ -245,7 +245,12 @@ def test_two_clusters_exporting_one_service_do_not_overwrite(mesh: Mesh) -> None
                timeout_s=10, what="both exporters in north's snapshot")  # fmt: skip
     nodes = sorted(e["Node"] for e in mesh.catalog.entries("shared-default"))
     assert nodes == ["isthmus-east", "isthmus-west"]
-    assert clusterset(mesh.ctl["east"].snapshot(), "shared") == [GATEWAYS["west"]]
+    # Each exporter imports only the other's endpoints: east and west learn of
+    # each other's export on their own watch, so their snapshots are awaited too.
+    wait_until(lambda: clusterset(mesh.ctl["east"].snapshot(), "shared") == [GATEWAYS["west"]],
+               timeout_s=10, what="east imports only west's export")  # fmt: skip
+    wait_until(lambda: clusterset(mesh.ctl["west"].snapshot(), "shared") == [GATEWAYS["east"]],
+               timeout_s=10, what="west imports only east's export")  # fmt: skip
 
 
 def test_relist_after_410_deletes_nothing(mesh: Mesh) -> None:
