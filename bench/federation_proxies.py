@@ -2,11 +2,13 @@
 
 Used by ``bench.federation_bench`` inside its own (pinned) process. Each simulated proxy has
 its own proxy id and does what ``gateway.process.control_plane.ControlPlaneSource`` does:
-``GET /v1/snapshots/<id>?version=V&wait=30s``, and on a 200 decodes the body into a gateway
-``Snapshot`` and posts ``{"version", "applied": true}`` to ``/v1/snapshots/<id>/status``
-before polling again. "Applied" for a simulated proxy means **decoded** (msgspec into the
-``Snapshot`` type, as the real proxy does first); the real proxy then builds its routing
-tables, which is not measured here.
+``GET /v1/snapshots/<id>?version=V&wait=30s&delta=1``, and on a 200 decodes the body into a
+gateway ``Snapshot`` (or, when the controller sent a delta from ``V``, decodes the delta and
+applies it with ``gateway.config.delta.apply``, which checks the result's content version)
+and posts ``{"version", "applied": true}`` to ``/v1/snapshots/<id>/status`` before polling
+again. "Applied" for a simulated proxy means **decoded** (and for a delta, applied and
+checked), as the real proxy does first; the real proxy then builds its routing tables,
+which is not measured here.
 
 Timing: for the change armed with :meth:`Fleet.arm` (its write time ``t_write`` on
 ``time.monotonic``, which every process of the machine shares), each proxy records when it
@@ -26,21 +28,29 @@ import aiohttp
 import msgspec
 
 from bench.federation_data import Change
+from gateway.config.delta import DeltaMismatch, Indexed, apply, decode_delta
 from gateway.config.snapshot import Snapshot
+from gateway.process.control_plane import DELTA_BASE_HEADER
 
 _DECODER = msgspec.json.Decoder(Snapshot)
 
 
-def shows(snapshot: Snapshot, change: Change) -> bool:
+def shows(snapshot: Indexed, change: Change) -> bool:
     """Whether ``change`` is visible in ``snapshot``."""
-    for cluster in snapshot.clusters:
-        if cluster.name == change.cluster_name:
-            return change.endpoints is not None and len(cluster.endpoints) == change.endpoints
-    return change.endpoints is None
+    cluster = snapshot.clusters.get(change.cluster_name)
+    if cluster is None:
+        return change.endpoints is None
+    return change.endpoints is not None and len(cluster.endpoints) == change.endpoints
 
 
-def clusterset_count(snapshot: Snapshot) -> int:
-    return sum(1 for c in snapshot.clusters if ".clusterset:" in c.name)
+_COUNTS: dict[str, int] = {}  # version -> clusterset clusters (proxies share versions)
+
+
+def clusterset_count(snapshot: Indexed) -> int:
+    found = _COUNTS.get(snapshot.version)
+    if found is None:
+        found = _COUNTS[snapshot.version] = sum(1 for n in snapshot.clusters if ".clusterset:" in n)
+    return found
 
 
 @dataclass(slots=True)
@@ -57,6 +67,7 @@ class Armed:
 class ProxyState:
     id: str
     version: str = ""
+    held: Indexed | None = None
     clustersets: int = -1
     snapshots: int = 0
     errors: int = 0
@@ -71,6 +82,8 @@ class Fleet:
         self.armed: Armed | None = None
         self.bytes_max = 0
         self.decode_s: list[float] = []
+        self.deltas = 0
+        self.delta_bytes_max = 0
         self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -114,7 +127,10 @@ class Fleet:
         url = f"{self.url}/v1/snapshots/{proxy.id}"
         while True:
             try:
-                async with session.get(url, params={"version": proxy.version, "wait": "30s"}) as r:
+                params = {"version": proxy.version, "wait": "30s"}
+                if proxy.held is not None:
+                    params["delta"] = "1"
+                async with session.get(url, params=params) as r:
                     if r.status == 304:
                         continue
                     if r.status != 200:
@@ -122,11 +138,22 @@ class Fleet:
                         await asyncio.sleep(0.5)
                         continue
                     body = await r.read()
+                    delta_base = r.headers.get(DELTA_BASE_HEADER)
                 t_recv = time.monotonic()
-                snapshot = _DECODER.decode(body)
+                if delta_base is not None and proxy.held is not None:
+                    try:
+                        snapshot = apply(proxy.held, decode_delta(body))
+                    except DeltaMismatch:
+                        proxy.errors += 1
+                        proxy.held, proxy.version = None, ""
+                        continue
+                    self.deltas += 1
+                    self.delta_bytes_max = max(self.delta_bytes_max, len(body))
+                else:
+                    snapshot = Indexed(_DECODER.decode(body))
+                    self.bytes_max = max(self.bytes_max, len(body))
                 t_dec = time.monotonic()
                 self.decode_s.append(t_dec - t_recv)
-                self.bytes_max = max(self.bytes_max, len(body))
                 self._seen(proxy, snapshot, t_recv, t_dec)
                 status = {"version": snapshot.version, "applied": True, "error": ""}
                 async with session.post(f"{url}/status", json=status) as r:
@@ -137,8 +164,9 @@ class Fleet:
                 proxy.errors += 1
                 await asyncio.sleep(0.5)
 
-    def _seen(self, proxy: ProxyState, snapshot: Snapshot, t_recv: float, t_dec: float) -> None:
+    def _seen(self, proxy: ProxyState, snapshot: Indexed, t_recv: float, t_dec: float) -> None:
         proxy.version = snapshot.version
+        proxy.held = snapshot
         proxy.snapshots += 1
         proxy.clustersets = clusterset_count(snapshot)
         armed = self.armed

@@ -31,6 +31,7 @@ from federation.model import ImportedService
 from federation.snapshots.compile import ImportKey, ProxyInfo, compile_for
 from federation.snapshots.debounce import Debouncer
 from federation.snapshots.registry import ProxyRegistry
+from gateway.config.delta import Indexed, diff, encode_delta
 from gateway.config.errors import ConfigError
 from gateway.config.resources import Resources
 from gateway.config.snapshot import Snapshot
@@ -52,6 +53,7 @@ class CompileFn(Protocol):
 class PushStats:
     recompiles: int = 0  # generations published
     compilations: int = 0  # proxy shapes compiled
+    deltas: int = 0  # deltas encoded (each served to every proxy moving between two versions)
     compile_errors: int = 0
     pushes: int = 0
     push_latency_sum_s: float = 0.0
@@ -72,6 +74,7 @@ class PushStats:
             "recompiles": self.recompiles,
             "compilations": self.compilations,
             "compile_errors": self.compile_errors,
+            "deltas": self.deltas,
             "pushes": self.pushes,
             "push_latency_sum_s": self.push_latency_sum_s,
             "push_latency_max_s": self.push_latency_max_s,
@@ -82,8 +85,16 @@ class PushStats:
 @dataclass(slots=True)
 class _Compiled:
     generation: int
-    snapshot: Snapshot | None  # the last good one
+    indexed: Indexed | None  # the last good snapshot
     error: str = ""
+    # Recent good snapshots of this shape by version, oldest first, ``indexed`` last: a
+    # proxy that holds one of them gets a delta. They share every unchanged cluster object
+    # (``Indexed.versioned``), so each costs only what changed.
+    history: dict[str, Indexed] = field(default_factory=dict)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.indexed.snapshot if self.indexed is not None else None
 
 
 Shape = tuple[str, str, str, tuple[tuple[str, str], ...]]
@@ -97,6 +108,7 @@ class SnapshotHub:
         compile: CompileFn = compile_for,
         quiet_s: float = 0.1,
         max_delay_s: float = 2.0,
+        history: int = 4,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -114,6 +126,8 @@ class SnapshotHub:
         self._inputs: tuple[Resources, Mapping[ImportKey, ImportedService]] | None = None
         self._changed_at = 0.0  # first change of the current generation (monotonic)
         self._compiled: dict[Shape, _Compiled] = {}
+        self._history = history
+        self._deltas: dict[tuple[str, str], bytes] = {}  # (base, version) -> encoded delta
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -152,7 +166,8 @@ class SnapshotHub:
         entry = self._compiled.get(shape)
         if entry is not None and entry.generation == self.generation:
             return entry
-        previous = entry.snapshot if entry is not None else None
+        previous = entry.indexed if entry is not None else None
+        history = entry.history if entry is not None else {}
         if self._inputs is None:
             entry = _Compiled(self.generation, None)
         else:
@@ -163,14 +178,15 @@ class SnapshotHub:
             )
             self.stats.compilations += 1
             try:
+                compiled = self._compile(info, resources, imports, self.cluster)
                 entry = _Compiled(
-                    self.generation, self._compile(info, resources, imports, self.cluster)
+                    self.generation, Indexed.versioned(compiled, previous), history=history
                 )
             except ConfigError as exc:
-                entry = _Compiled(self.generation, previous, str(exc))
+                entry = _Compiled(self.generation, previous, str(exc), history)
             except Exception as exc:  # a bug must not take every proxy down
                 log.exception("compiling the snapshot of %s proxies failed", role)
-                entry = _Compiled(self.generation, previous, f"internal error: {exc!r}")
+                entry = _Compiled(self.generation, previous, f"internal error: {exc!r}", history)
             if entry.error:
                 self.stats.compile_errors += 1
                 log.error(
@@ -181,8 +197,37 @@ class SnapshotHub:
                     previous.version if previous else "nothing",
                     entry.error,
                 )
+            elif entry.indexed is not None:
+                self._remember(entry, entry.indexed)
         self._compiled[shape] = entry
         return entry
+
+    def _remember(self, entry: _Compiled, indexed: Indexed) -> None:
+        history = entry.history
+        history.pop(indexed.version, None)
+        history[indexed.version] = indexed
+        while len(history) > self._history:
+            del history[next(iter(history))]
+
+    def delta_body(self, info: ProxyInfo, base: str, snapshot: Snapshot) -> bytes | None:
+        """The encoded :class:`~gateway.config.delta.SnapshotDelta` from ``base`` to
+        ``snapshot`` (``info``'s current one), or None when ``base`` is not a recent version
+        of ``info``'s snapshot (the proxy then gets the whole snapshot). Proxies of one shape
+        move between the same versions, so each delta is encoded once."""
+        entry = self._refresh(info.shape())
+        old = entry.history.get(base)
+        new = entry.indexed
+        if old is None or new is None or new.snapshot is not snapshot or base == new.version:
+            return None
+        key = (base, new.version)
+        body = self._deltas.get(key)
+        if body is None:
+            body = encode_delta(diff(old, new))
+            if len(self._deltas) >= 4 * self._history:
+                del self._deltas[next(iter(self._deltas))]
+            self._deltas[key] = body
+            self.stats.deltas += 1
+        return body
 
     def snapshot_for(self, info: ProxyInfo) -> Snapshot | None:
         """The snapshot ``info`` should run now (None before the first good compilation)."""

@@ -7,10 +7,12 @@ serves it with uvicorn in its own event loop (the hub's). The API (the client si
 - ``GET /v1/snapshots/{proxy_id}?version=V&wait=30s`` (optional ``role``, ``namespace``,
   ``workload`` describe the proxy; ``label=key=value`` may repeat): answers ``200`` with the
   proxy's snapshot as soon as its version differs from ``V`` (at once when it already does),
-  with the version in ``X-Isthmus-Version``; ``304`` when ``wait`` (default 30 s, at most
-  300 s; ``500ms``, ``30s``, ``1m`` or plain seconds) passes first; ``503`` with the reason
-  while there is no snapshot for the proxy (the controller has not synced, or its
-  configuration has never compiled).
+  with the version in ``X-Isthmus-Version``. With ``delta=1``, when ``V`` is one of the
+  proxy's recent versions, the body is a ``gateway.config.delta.SnapshotDelta`` from ``V``
+  instead (only the clusters that changed), marked by ``X-Isthmus-Delta-Base: V``;
+  ``304`` when ``wait`` (default 30 s, at most 300 s; ``500ms``, ``30s``, ``1m`` or plain
+  seconds) passes first; ``503`` with the reason while there is no snapshot for the proxy
+  (the controller has not synced, or its configuration has never compiled).
 - ``POST /v1/snapshots/{proxy_id}/status`` with ``{"version", "applied", "error"}``: the
   proxy applied that version, or refused it and why. ``204``.
 - ``GET /v1/proxies``: every proxy that polled, its version, whether it is in sync, its last
@@ -32,7 +34,7 @@ from starlette.routing import Route
 from federation.snapshots.compile import ProxyInfo
 from federation.snapshots.hub import SnapshotHub
 from gateway.config.snapshot import Snapshot, encode
-from gateway.process.control_plane import VERSION_HEADER, SnapshotStatus
+from gateway.process.control_plane import DELTA_BASE_HEADER, VERSION_HEADER, SnapshotStatus
 
 DEFAULT_WAIT_S = 30.0
 MAX_WAIT_S = 300.0
@@ -91,9 +93,10 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
 
 class _EncodedCache:
     """The JSON body of the last few snapshot versions: proxies of one shape share a
-    snapshot, so a push to N proxies encodes it once instead of N times."""
+    snapshot, so a push to N proxies encodes it once instead of N times. Few: a mesh-wide
+    snapshot is megabytes, and proxies that are in step get deltas instead."""
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 2) -> None:
         self.size = size
         self._bodies: dict[str, bytes] = {}
 
@@ -118,8 +121,16 @@ def build_app(hub: SnapshotHub) -> Starlette:
         except BadRequest as exc:
             return _bad(str(exc))
         known = request.query_params.get("version", "")
+        wants_delta = request.query_params.get("delta", "") in ("1", "true")
         snapshot = await hub.poll(info, known, wait_s)
         if snapshot is not None:
+            delta = hub.delta_body(info, known, snapshot) if wants_delta and known else None
+            if delta is not None:
+                return Response(
+                    delta,
+                    media_type="application/json",
+                    headers={VERSION_HEADER: snapshot.version, DELTA_BASE_HEADER: known},
+                )
             return Response(
                 bodies.body(snapshot),
                 media_type="application/json",

@@ -583,12 +583,37 @@ class Snapshot(Struct, frozen=True):
 
     def with_version(self) -> Snapshot:
         """Return a copy whose ``version`` is the hash of its content."""
-        body = msgspec.json.encode(msgspec.structs.replace(self, version=""))
-        digest = hashlib.sha256(body).hexdigest()[:16]
-        return msgspec.structs.replace(self, version=digest)
+        digests = {c.name: cluster_digest(c) for c in self.clusters}
+        return msgspec.structs.replace(self, version=content_version(self, digests))
 
     def cluster_map(self) -> dict[str, Cluster]:
         return {c.name: c for c in self.clusters}
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def cluster_digest(cluster: Cluster) -> bytes:
+    """The SHA-256 of one cluster's JSON: a leaf of the snapshot's version."""
+    return hashlib.sha256(_ENCODER.encode(cluster)).digest()
+
+
+def content_version(
+    snapshot: Snapshot, digests: dict[str, bytes], names: list[str] | None = None
+) -> str:
+    """The version of ``snapshot``'s content, given the digest of each of its clusters by name.
+
+    The hash covers everything but the clusters directly, then each cluster's digest in name
+    order (cluster order carries no meaning: a proxy looks clusters up by name). So a proxy
+    that receives only the clusters that changed (``gateway.config.delta``) checks the whole
+    result by hashing the changed clusters, not all of them again. ``names``: the keys of
+    ``digests`` already sorted, when the caller keeps them so.
+    """
+    head = _ENCODER.encode(msgspec.structs.replace(snapshot, version="", clusters=()))
+    order = names if names is not None else sorted(digests)
+    hasher = hashlib.sha256(head)
+    hasher.update(b"".join([digests[name] for name in order]))
+    return hasher.hexdigest()[:16]
 
 
 def encode(snapshot: Snapshot) -> bytes:

@@ -9,7 +9,11 @@ and JSON (mTLS comes later):
   answers ``200`` with it (the ``Snapshot`` JSON, its version also in ``X-Isthmus-Version``);
   ``304`` when ``wait`` passes with nothing new; ``503`` while the controller has no snapshot
   for the proxy yet. ``V`` is the last version the proxy *received* (applied or not), so a
-  refused snapshot is not sent again until the controller has a newer one.
+  refused snapshot is not sent again until the controller has a newer one. The proxy adds
+  ``delta=1`` when it holds ``V``: the controller may then answer with only what changed
+  since ``V`` (a ``gateway.config.delta.SnapshotDelta``, marked by ``X-Isthmus-Delta-Base``),
+  which the source applies to the snapshot it holds and checks against the new version; a
+  delta that does not check out is dropped and the whole snapshot fetched instead.
 - ``POST /v1/snapshots/<proxy id>/status`` with :class:`SnapshotStatus` after each attempt
   to apply a received snapshot: applied, or refused with the error.
 
@@ -36,12 +40,14 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from gateway.config.delta import DeltaMismatch, Indexed, apply, decode_delta
 from gateway.config.errors import ConfigError, Problem
-from gateway.config.snapshot import Snapshot, decode
+from gateway.config.snapshot import Snapshot, decode, encode
 
 log = logging.getLogger("isthmus.control_plane")
 
 VERSION_HEADER = "x-isthmus-version"
+DELTA_BASE_HEADER = "x-isthmus-delta-base"
 MAX_ERROR_CHARS = 8192
 
 
@@ -57,10 +63,21 @@ def snapshot_path(proxy_id: str) -> str:
     return f"/v1/snapshots/{quote(proxy_id, safe='')}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Received:
     snapshot: Snapshot
-    data: bytes  # as received: what the cache stores
+    data: bytes | None  # the JSON the cache stores (as received; encoded when it was a delta)
+    indexed: Indexed | None = None  # with its cluster digests, once a delta may build on it
+
+    def json(self) -> bytes:
+        if self.data is None:
+            self.data = encode(self.snapshot)
+        return self.data
+
+    def index(self) -> Indexed:
+        if self.indexed is None:
+            self.indexed = Indexed(self.snapshot)
+        return self.indexed
 
 
 class _BadSnapshot(Exception):
@@ -250,10 +267,16 @@ class ControlPlaneSource:
                         self._latest = got
                         self._received_version = got.snapshot.version
                         self._changed.set()
+                    got.index()  # the digests the next delta builds on, off the hot moment
 
     def _fetch(self, client: httpx.Client, version: str, wait_s: float) -> _Received | str | None:
         """One poll: the new snapshot, None when unchanged, or ``_NOT_READY``."""
+        with self._lock:
+            held = self._latest
+        base = held if held is not None and version and held.snapshot.version == version else None
         params = {**self._params, "version": version, "wait": f"{wait_s:g}s"}
+        if base is not None:
+            params["delta"] = "1"
         response = client.get(self.url + snapshot_path(self.proxy_id), params=params)
         if response.status_code == 304:
             return None
@@ -266,11 +289,24 @@ class ControlPlaneSource:
                 response=response,
             )
         data = response.content
+        delta_base = response.headers.get(DELTA_BASE_HEADER)
         try:
-            snapshot = decode(data)
+            if delta_base is not None:
+                delta = decode_delta(data)
+            else:
+                return _Received(decode(data), data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise _BadSnapshot(response.headers.get(VERSION_HEADER, "?"), str(exc)) from None
-        return _Received(snapshot, data)
+        if base is None or delta_base != base.snapshot.version:
+            log.warning("control plane sent a delta from %s, which this proxy does not hold; "
+                        "fetching the whole snapshot", delta_base)  # fmt: skip
+            return self._fetch(client, "", 0.0)
+        try:
+            indexed = apply(base.index(), delta)
+        except DeltaMismatch as exc:
+            log.warning("dropping a snapshot delta (%s); fetching the whole snapshot", exc)
+            return self._fetch(client, "", 0.0)
+        return _Received(indexed.snapshot, None, indexed)
 
     # -- status reports ------------------------------------------------------------------------
 
@@ -324,7 +360,7 @@ class ControlPlaneSource:
         if self.cache_path is None or received.snapshot.version == self._cached_version:
             return
         try:
-            write_atomic(self.cache_path, received.data)
+            write_atomic(self.cache_path, received.json())
         except OSError as exc:
             log.warning("cannot write the snapshot cache %s: %s", self.cache_path, exc)
             return

@@ -17,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from federation.snapshots.compile import ProxyInfo
 from federation.snapshots.hub import SnapshotHub
+from gateway.config.delta import SnapshotDelta, encode_delta
 from gateway.config.errors import ConfigError
 from gateway.config.resources import Resources
-from gateway.config.snapshot import Snapshot, decode, encode
+from gateway.config.snapshot import Cluster, Snapshot, decode, encode
 from gateway.process.control_plane import ControlPlaneSource, SnapshotStatus
 from tests.federation.snapshots.fed_snap_helpers import (
     eventually,
@@ -167,5 +169,64 @@ async def test_an_unreadable_snapshot_is_reported_refused_and_not_applied(
             assert report.version == "v-bad" and not report.applied
             assert "clusters" in report.error
             assert not src.changed()
+        finally:
+            src.close()
+
+
+async def test_changes_arrive_as_deltas_and_match_the_controllers_snapshot(
+    tmp_path: Path, load_yaml: Callable[..., Resources]
+) -> None:
+    hub = SnapshotHub("east", quiet_s=0.02)
+    names = [f"s{i}" for i in range(30)]
+    hub.update(load_yaml(*(SERVICE.format(name=n) for n in names)), {})
+    hub.flush()
+    cache = tmp_path / "snap.json"
+    async with serve_hub(hub) as url:
+        src = source(url, cache)
+        try:
+            await asyncio.to_thread(src.load)
+            for step in range(3):
+                names = [*names[1:], f"new{step}"]
+                hub.update(load_yaml(*(SERVICE.format(name=n) for n in names)), {})
+                assert await asyncio.to_thread(src.wait_changed, 5.0)
+                got = await asyncio.to_thread(src.load)
+                want = hub.snapshot_for(ProxyInfo(id="c1"))
+                assert want is not None and got.version == want.version
+                assert got.cluster_map() == want.cluster_map()
+                await asyncio.to_thread(src.report, True, "")
+                # The cache holds the whole snapshot, rebuilt from the delta.
+                assert decode(cache.read_bytes()) == got
+            assert hub.stats.deltas == 3
+        finally:
+            src.close()
+
+
+async def test_a_delta_that_does_not_check_out_means_the_whole_snapshot() -> None:
+    one = Snapshot(clusters=(Cluster(name="ns/a:80"),)).with_version()
+    two = Snapshot(clusters=(Cluster(name="ns/b:80"),)).with_version()
+    wrong = SnapshotDelta(base=one.version, version=two.version, head=Snapshot(),
+                          clusters=(Cluster(name="ns/c:80"),), removed=("ns/a:80",))  # fmt: skip
+    asked: list[tuple[str, str]] = []
+
+    async def snapshots(request: Request) -> Response:
+        version = request.query_params["version"]
+        asked.append((version, request.query_params.get("delta", "")))
+        if version == "":
+            body = one if len(asked) == 1 else two
+            return Response(encode(body), headers={"x-isthmus-version": body.version})
+        if version == one.version:
+            return Response(encode_delta(wrong), headers={
+                "x-isthmus-version": two.version, "x-isthmus-delta-base": one.version})  # fmt: skip
+        await asyncio.sleep(float(request.query_params["wait"].rstrip("s")))
+        return Response(status_code=304)
+
+    app = Starlette(routes=[Route("/v1/snapshots/{proxy_id}", snapshots)])
+    async with serve_app(app) as url:
+        src = source(url)
+        try:
+            assert await asyncio.to_thread(src.load) == one
+            assert await asyncio.to_thread(src.wait_changed, 5.0)
+            assert await asyncio.to_thread(src.load) == two
+            assert asked[:3] == [("", ""), (one.version, "1"), ("", "")]
         finally:
             src.close()

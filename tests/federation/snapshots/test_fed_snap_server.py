@@ -16,6 +16,7 @@ import pytest
 
 from federation.snapshots.hub import SnapshotHub
 from federation.snapshots.status import format_status
+from gateway.config.delta import Indexed, apply, decode_delta
 from gateway.config.resources import Resources
 from gateway.config.snapshot import decode
 from tests.federation.snapshots.fed_snap_helpers import imported, keyed, serve_hub
@@ -242,3 +243,36 @@ async def test_closing_the_hub_answers_waiting_polls(
         await hub.aclose()
         r = await asyncio.wait_for(poll, 5)
         assert r.status_code == 304
+
+
+async def test_a_proxy_in_step_gets_only_what_changed(
+    server: tuple[SnapshotHub, httpx.AsyncClient], services: Callable[..., Resources]
+) -> None:
+    hub, client = server
+    hub.update(services(*(f"s{i}" for i in range(20))), {})
+    hub.flush()
+    first = await client.get(snapshot_url("p1") + "&delta=1")
+    assert "x-isthmus-delta-base" not in first.headers  # nothing held yet: the whole snapshot
+    held = Indexed(decode(first.content))
+
+    hub.update(services(*(f"s{i}" for i in range(1, 20)), "t"), keyed(imported("west", "b", 80)))
+    hub.flush()
+    r = await client.get(snapshot_url("p1", version=held.version) + "&delta=1")
+    assert r.status_code == 200
+    assert r.headers["x-isthmus-delta-base"] == held.version
+    delta = decode_delta(r.content)
+    assert sorted(c.name for c in delta.clusters) == ["default/b.clusterset:80", "default/t:80"]
+    assert delta.removed == ("default/s0:80",)
+    rebuilt = apply(held, delta)
+    assert rebuilt.version == r.headers["x-isthmus-version"]
+
+    # The same move for a second proxy reuses the encoded delta; without delta=1, or from a
+    # version the controller no longer knows, the answer is the whole snapshot.
+    again = await client.get(snapshot_url("p2", version=held.version) + "&delta=1")
+    assert again.content == r.content and hub.stats.deltas == 1
+    whole = await client.get(snapshot_url("p3", version=held.version))
+    assert "x-isthmus-delta-base" not in whole.headers
+    assert decode(whole.content) == rebuilt.snapshot
+    unknown = await client.get(snapshot_url("p4", version="0123456789abcdef") + "&delta=1")
+    assert "x-isthmus-delta-base" not in unknown.headers
+    assert decode(unknown.content).version == rebuilt.version
