@@ -53,7 +53,7 @@ def service_sni(namespace: str, name: str, port: int, domain: str = "cluster.loc
     return f"outbound_.{port}_._.{name}.{namespace}.svc.{domain}"
 
 
-class ServicePort(msgspec.Struct, frozen=True, kw_only=True):
+class ServicePort(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str | None
     port: int
     app_protocol: str | None = None
@@ -69,7 +69,7 @@ class ExportedService(msgspec.Struct, frozen=True, kw_only=True):
     export_to: tuple[str, ...] = ()  # empty: every cluster
 
 
-class ImportedService(msgspec.Struct, frozen=True, kw_only=True):
+class ImportedService(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A service another cluster exports, as its Consul entry describes it. Requests reach
     it through ``gateway_address:gateway_port`` (that cluster's east-west gateway) with the
     service's SNI."""

@@ -63,7 +63,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from federation.model import ImportedService, ServicePort, service_sni
-from gateway.config.clusters import upstream_protocol
+from gateway.config.clusters import ClusterMemo, upstream_protocol
 from gateway.config.compile import compile_resources
 from gateway.config.errors import ConfigError, Problem
 from gateway.config.kinds import GRPCRoute, HTTPRoute
@@ -108,6 +108,39 @@ class ProxyInfo(msgspec.Struct, frozen=True, kw_only=True):
         return (self.role, self.namespace, self.workload, self.labels)
 
 
+_ClustersetKey = tuple[str, str, ServicePort, tuple[ImportedService, ...], str]
+
+
+class CompileCache:
+    """What one compilation can reuse from the previous one: the local clusters of
+    unchanged Services (``ClusterMemo``) and the clusterset cluster of each unchanged
+    imported service port. The hub keeps one; :func:`compile_for` works without."""
+
+    def __init__(self) -> None:
+        self.local = ClusterMemo()
+        self._clustersets: dict[_ClustersetKey, Cluster] = {}
+        self._used: dict[_ClustersetKey, Cluster] = {}
+
+    def clusterset(
+        self,
+        namespace: str,
+        name: str,
+        port: ServicePort,
+        exporters: list[ImportedService],
+        domain: str,
+    ) -> Cluster:
+        key = (namespace, name, port, tuple(exporters), domain)
+        found = self._clustersets.get(key)
+        if found is None:
+            found = _clusterset_cluster(namespace, name, port, exporters, domain)
+        self._used[key] = found
+        return found
+
+    def done(self) -> None:
+        """End of a compilation: forget the imports it did not use."""
+        self._clustersets, self._used = self._used, {}
+
+
 def clusterset_cluster_name(namespace: str, name: str, port: int) -> str:
     return f"{namespace}/{name}.clusterset:{port}"
 
@@ -119,20 +152,30 @@ def compile_for(
     cluster: str,
     *,
     dns_domain: str = "cluster.local",
+    versioned: bool = True,
+    cache: CompileCache | None = None,
 ) -> Snapshot:
     """The snapshot of ``proxy`` in ``cluster``. Raises :class:`ConfigError` when the local
-    configuration does not compile or the role is not served."""
+    configuration does not compile or the role is not served. ``versioned=False`` leaves
+    the version empty, for a caller that versions it itself (the hub, which reuses the
+    previous snapshot's cluster digests). ``cache``: what an earlier compilation built and
+    this one may reuse (the result is the same with or without it)."""
     if proxy.role not in ROLES:
         raise ConfigError(
             [Problem(f"proxy {proxy.id}", f"the {proxy.role} role is not served by the controller")]
         )
-    base = compile_resources(resources)
+    base = compile_resources(
+        resources, versioned=False, memo=cache.local if cache is not None else None
+    )
     remote = _group(imports.values(), cluster)
     node = _node(base.node, cluster)
     clusters = [_with_failover(c, remote, node, dns_domain) for c in base.clusters]
+    build = cache.clusterset if cache is not None else _clusterset_cluster
     for (namespace, name), exporters in sorted(remote.items()):
         for port in _ports(exporters):
-            clusters.append(_clusterset_cluster(namespace, name, port, exporters, dns_domain))
+            clusters.append(build(namespace, name, port, exporters, dns_domain))
+    if cache is not None:
+        cache.done()
     ports, unresolved = _redirect_backends(base, resources, remote)
     snapshot = msgspec.structs.replace(
         base,
@@ -141,7 +184,7 @@ def compile_for(
         node=node,
         unresolved=unresolved,
     )
-    return snapshot.with_version()
+    return snapshot.with_version() if versioned else snapshot
 
 
 # --- imported services ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from federation.model import ImportedService
-from federation.snapshots.compile import ImportKey, ProxyInfo, compile_for
+from federation.snapshots.compile import CompileCache, ImportKey, ProxyInfo, compile_for
 from federation.snapshots.debounce import Debouncer
 from federation.snapshots.registry import ProxyRegistry
 from gateway.config.delta import Indexed, diff, encode_delta
@@ -46,6 +46,9 @@ class CompileFn(Protocol):
         resources: Resources,
         imports: Mapping[ImportKey, ImportedService],
         cluster: str,
+        *,
+        versioned: bool = True,
+        cache: CompileCache | None = None,
     ) -> Snapshot: ...
 
 
@@ -127,6 +130,7 @@ class SnapshotHub:
         self._changed_at = 0.0  # first change of the current generation (monotonic)
         self._compiled: dict[Shape, _Compiled] = {}
         self._history = history
+        self._cache = CompileCache()  # what the next compilation may reuse
         self._deltas: dict[tuple[str, str], bytes] = {}  # (base, version) -> encoded delta
         self._wake = asyncio.Event()
         self._closed = False
@@ -178,7 +182,10 @@ class SnapshotHub:
             )
             self.stats.compilations += 1
             try:
-                compiled = self._compile(info, resources, imports, self.cluster)
+                # Versioned below, reusing the previous snapshot's cluster digests.
+                compiled = self._compile(
+                    info, resources, imports, self.cluster, versioned=False, cache=self._cache
+                )
                 entry = _Compiled(
                     self.generation, Indexed.versioned(compiled, previous), history=history
                 )

@@ -36,32 +36,81 @@ def upstream_protocol(app_protocol: str | None) -> UpstreamProtocol:
     return "h2c" if app_protocol in H2C_APP_PROTOCOLS else "http1"
 
 
+_MemoEntry = tuple[Service, tuple[EndpointSlice, ...], tuple[Cluster, ...]]
+
+
+class ClusterMemo:
+    """The clusters last built for each Service, reused while the Service and its
+    EndpointSlices are the very same objects.
+
+    A long-running compiler (the federation controller recompiles on every change of a
+    cluster with thousands of Services) keeps one; the objects a store hands out stay the
+    same until they change, so a recompilation rebuilds only the Services whose objects
+    changed. Entries hold their objects, so an identity cannot be reused while it is
+    remembered; each :func:`build_clusters` call forgets the Services it did not see.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, _MemoEntry] = {}
+        self.hits = 0
+
+    def built(self, service: Service, slices: list[EndpointSlice]) -> tuple[Cluster, ...] | None:
+        entry = self._entries.get(id(service))
+        if entry is None or entry[0] is not service or len(entry[1]) != len(slices):
+            return None
+        if any(a is not b for a, b in zip(entry[1], slices, strict=True)):
+            return None
+        self.hits += 1
+        return entry[2]
+
+    def remember(
+        self, service: Service, slices: list[EndpointSlice], clusters: tuple[Cluster, ...]
+    ) -> None:
+        self._entries[id(service)] = (service, tuple(slices), clusters)
+
+    def keep_only(self, services: list[Service]) -> None:
+        seen = {id(s) for s in services}
+        for key in [k for k in self._entries if k not in seen]:
+            del self._entries[key]
+
+
 def build_clusters(
     services: Iterable[Service],
     slices: Iterable[EndpointSlice],
     policies: TrafficPolicies | None = None,
+    memo: ClusterMemo | None = None,
 ) -> tuple[Cluster, ...]:
     """One cluster per Service port, sorted by name, with ``policies`` applied."""
     policies = policies or TrafficPolicies()
     slices_of: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
     for endpoint_slice in slices:
         slices_of[(endpoint_slice.namespace, endpoint_slice.service_name)].append(endpoint_slice)
-    clusters = [
-        policies.apply(
-            service,
-            port.port,
-            Cluster(
-                name=cluster_name(service.namespace, service.name, port.port),
-                protocol=upstream_protocol(port.app_protocol),
-                endpoints=_endpoints(port, slices_of[(service.namespace, service.name)]),
-                lb_policy=service.lb_policy,
-                health_check=service.health_check,
-            ),
+    listed = list(services)
+    clusters: list[Cluster] = []
+    for service in listed:
+        own = slices_of[(service.namespace, service.name)]
+        built = memo.built(service, own) if memo is not None else None
+        if built is None:
+            built = tuple(_service_cluster(service, port, own) for port in service.spec.ports)
+            if memo is not None:
+                memo.remember(service, own, built)
+        clusters.extend(
+            policies.apply(service, port.port, cluster)
+            for port, cluster in zip(service.spec.ports, built, strict=True)
         )
-        for service in services
-        for port in service.spec.ports
-    ]
+    if memo is not None:
+        memo.keep_only(listed)
     return tuple(sorted(clusters, key=lambda c: c.name))
+
+
+def _service_cluster(service: Service, port: ServicePort, slices: list[EndpointSlice]) -> Cluster:
+    return Cluster(
+        name=cluster_name(service.namespace, service.name, port.port),
+        protocol=upstream_protocol(port.app_protocol),
+        endpoints=_endpoints(port, slices),
+        lb_policy=service.lb_policy,
+        health_check=service.health_check,
+    )
 
 
 def _endpoints(port: ServicePort, slices: list[EndpointSlice]) -> tuple[Endpoint, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from gateway.config.attach import CompiledRoute, attach_routes
-from gateway.config.clusters import build_clusters
+from gateway.config.clusters import ClusterMemo, build_clusters
 from gateway.config.errors import ConfigError
 from gateway.config.kinds import (
     DestinationRule,
@@ -36,8 +36,12 @@ from gateway.config.traffic_policy import TrafficPolicies
 from gateway.config.translate import grpc_route_config, http_route_config, tls_route_config
 
 
-def compile_resources(resources: Resources) -> Snapshot:
-    """The snapshot for ``resources``, with its version set. Raises :class:`ConfigError`."""
+def compile_resources(
+    resources: Resources, *, versioned: bool = True, memo: ClusterMemo | None = None
+) -> Snapshot:
+    """The snapshot for ``resources``, with its version set (unless ``versioned`` is False:
+    for a caller that changes it further and versions the result). ``memo``: clusters of
+    an earlier compilation to reuse (``ClusterMemo``). Raises :class:`ConfigError`."""
     gateways = resources.of_kind(Gateway)
     problems = check_conflicts(resources, gateways)
     if problems:
@@ -58,13 +62,13 @@ def compile_resources(resources: Resources) -> Snapshot:
     unresolved = resolver.unresolved + policies.unresolved
     snapshot = Snapshot(
         ports=ports,
-        clusters=build_clusters(services, resources.of_kind(EndpointSlice), policies),
+        clusters=build_clusters(services, resources.of_kind(EndpointSlice), policies, memo),
         limits=settings[0].limits() if settings else Limits(),
         node=node,
         telemetry=settings[0].telemetry() if settings else Telemetry(),
         unresolved=tuple(sorted(unresolved, key=lambda u: (u.source, u.field, u.target, u.reason))),
     )
-    return snapshot.with_version()
+    return snapshot.with_version() if versioned else snapshot
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:

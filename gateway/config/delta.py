@@ -81,7 +81,7 @@ class Indexed:
         for cluster in snapshot.clusters:
             name = cluster.name
             old = old_clusters.get(name)
-            if old is not None and old == cluster:
+            if old is not None and (old is cluster or old == cluster):
                 cluster = old
                 digests[name] = old_digests[name]
             else:

@@ -67,9 +67,17 @@ class Resources:
 
     objects: tuple[Object, ...] = ()
     origins: Mapping[ObjectKey, Origin] = field(default_factory=dict)
+    # of_kind's answers: a compilation asks for each kind several times, and a controller's
+    # store holds tens of thousands of objects.
+    _by_kind: dict[type, tuple[Object, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def of_kind(self, cls: type[T]) -> tuple[T, ...]:
-        return tuple(o for o in self.objects if isinstance(o, cls))
+        found = self._by_kind.get(cls)
+        if found is None:
+            found = self._by_kind[cls] = tuple(o for o in self.objects if isinstance(o, cls))
+        return found  # type: ignore[return-value]  # every item is a cls
 
     def problem(self, obj: Object, path: str, message: str) -> Problem:
         """A problem about ``obj``, located at the file and line it was loaded from."""

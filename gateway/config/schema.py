@@ -31,8 +31,17 @@ NOT_SUPPORTED = "not supported by isthmus"
 NOT_YET = "not supported by isthmus yet"
 
 
-class Model(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """Base of every configuration model: fields are camelCase on the wire.
+class Model(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename="camel",
+    forbid_unknown_fields=True,
+    gc=False,
+):
+    """Base of every configuration model: fields are camelCase on the wire. Decoded trees
+    hold no cycles, so they are left out of the cycle collector (``gc=False``): a
+    controller's store holds tens of thousands of objects.
 
     ``unsupported_fields`` maps wire names of upstream fields we reject to the message;
     ``unsupported_values`` maps a wire field name to upstream enum values we reject.

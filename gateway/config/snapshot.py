@@ -26,8 +26,11 @@ LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"]
 UNLIMITED = 2**32 - 1  # Istio's "no limit" for connection pool counts
 
 
-class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of every snapshot type: frozen, keyword-only, strict on decode."""
+class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """Base of every snapshot type: frozen, keyword-only, strict on decode. Not tracked by
+    the cycle collector (``gc=False``): a snapshot is a tree and can hold no cycle, and a
+    controller keeps hundreds of thousands of these objects, which every full collection
+    would otherwise walk."""
 
 
 # --- upstream clusters -------------------------------------------------------------------

@@ -14,11 +14,13 @@ import pytest
 from federation.model import ImportedService
 from federation.snapshots.compile import (
     CLUSTER_LABEL,
+    CompileCache,
     ProxyInfo,
     clusterset_cluster_name,
     compile_for,
 )
 from gateway.config.errors import ConfigError
+from gateway.config.kinds import EndpointSlice
 from gateway.config.resources import Resources
 from gateway.config.snapshot import Endpoint, LocalityLb, Snapshot, UpstreamTls
 from gateway.upstream.cluster import ClusterManager
@@ -230,3 +232,31 @@ def test_a_local_configuration_error_propagates(load_yaml: Callable[..., Resourc
 def test_endpoint_tls_survives_the_wire() -> None:
     endpoint = Endpoint(address="a", port=1, tls=UpstreamTls(sni="x"))
     assert msgspec.json.decode(msgspec.json.encode(endpoint), type=Endpoint) == endpoint
+
+
+def test_a_compile_cache_reuses_unchanged_clusters_and_changes_nothing(
+    load_yaml: Callable[..., Resources],
+) -> None:
+    other = WEB.replace("web", "other").replace("10.0.0.1", "10.0.9.9")
+    first = load_yaml(GATEWAY, ROUTE, WEB.replace("READY", "true"), other.replace("READY", "true"))
+    # The same objects but the web EndpointSlice, as a store hands them out after a change.
+    changed_slice = load_yaml(WEB.replace("READY", "false")).of_kind(EndpointSlice)[0]
+    second = Resources(
+        tuple(changed_slice if o.name == "web-1" else o for o in first.objects), first.origins
+    )
+    cache = CompileCache()
+    steps = [(first, _imports()), (second, _imports()),
+             (second, {k: v for k, v in _imports().items() if k[2] != "api"})]  # fmt: skip
+    built = []
+    for resources, imports in steps:
+        cached = compile_for(PROXY, resources, imports, "east", cache=cache)
+        assert cached == compile_for(PROXY, resources, imports, "east")  # same content, version
+        built.append(cached.cluster_map())
+    # The unchanged Service's cluster and the unchanged import's cluster are reused as
+    # they are; the changed ones are rebuilt.
+    assert built[1]["default/other:80"] is built[0]["default/other:80"]
+    assert built[1]["default/web:80"] is not built[0]["default/web:80"]
+    assert not built[1]["default/web:80"].endpoints[0].ready
+    assert built[2]["default/web.clusterset:80"] is built[1]["default/web.clusterset:80"]
+    assert "default/api.clusterset:8080" not in built[2]
+    assert cache.local.hits >= 2
