@@ -31,9 +31,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from federation.snapshots.bodies import BodyCache, reply
 from federation.snapshots.compile import ProxyInfo
 from federation.snapshots.hub import SnapshotHub
-from gateway.config.snapshot import Snapshot, encode
+from gateway.config.snapshot import encode
 from gateway.process.control_plane import DELTA_BASE_HEADER, VERSION_HEADER, SnapshotStatus
 
 DEFAULT_WAIT_S = 30.0
@@ -91,28 +92,10 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-class _EncodedCache:
-    """The JSON body of the last few snapshot versions: proxies of one shape share a
-    snapshot, so a push to N proxies encodes it once instead of N times. Few: a mesh-wide
-    snapshot is megabytes, and proxies that are in step get deltas instead."""
-
-    def __init__(self, size: int = 2) -> None:
-        self.size = size
-        self._bodies: dict[str, bytes] = {}
-
-    def body(self, snapshot: Snapshot) -> bytes:
-        found = self._bodies.get(snapshot.version)
-        if found is None:
-            found = encode(snapshot)
-            if len(self._bodies) >= self.size:
-                del self._bodies[next(iter(self._bodies))]
-            self._bodies[snapshot.version] = found
-        return found
-
-
 def build_app(hub: SnapshotHub) -> Starlette:
     """The snapshot API over ``hub``."""
-    bodies = _EncodedCache()
+    # Proxies of one shape move between the same versions: each body is encoded once.
+    bodies = BodyCache()
 
     async def get_snapshot(request: Request) -> Response:
         try:
@@ -124,18 +107,14 @@ def build_app(hub: SnapshotHub) -> Starlette:
         wants_delta = request.query_params.get("delta", "") in ("1", "true")
         snapshot = await hub.poll(info, known, wait_s)
         if snapshot is not None:
+            headers = {VERSION_HEADER: snapshot.version}
             delta = hub.delta_body(info, known, snapshot) if wants_delta and known else None
             if delta is not None:
-                return Response(
-                    delta,
-                    media_type="application/json",
-                    headers={VERSION_HEADER: snapshot.version, DELTA_BASE_HEADER: known},
-                )
-            return Response(
-                bodies.body(snapshot),
-                media_type="application/json",
-                headers={VERSION_HEADER: snapshot.version},
-            )
+                headers[DELTA_BASE_HEADER] = known
+                body = bodies.get(f"{known}>{snapshot.version}", lambda: delta)
+            else:
+                body = bodies.get(snapshot.version, lambda: encode(snapshot))
+            return reply(request, body, headers)
         if hub.snapshot_for(info) is None:
             reason = hub.compile_error(info) or "the controller has no snapshot yet"
             return JSONResponse(

@@ -8,12 +8,14 @@ assert "not before".
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
+from federation.snapshots.bodies import SLICE_BYTES
 from federation.snapshots.hub import SnapshotHub
 from federation.snapshots.status import format_status
 from gateway.config.delta import Indexed, apply, decode_delta
@@ -276,3 +278,26 @@ async def test_a_proxy_in_step_gets_only_what_changed(
     unknown = await client.get(snapshot_url("p4", version="0123456789abcdef") + "&delta=1")
     assert "x-isthmus-delta-base" not in unknown.headers
     assert decode(unknown.content).version == rebuilt.version
+
+
+async def test_large_snapshots_are_gzipped_for_clients_that_accept_it(
+    server: tuple[SnapshotHub, httpx.AsyncClient], services: Callable[..., Resources]
+) -> None:
+    hub, client = server
+    hub.update(services(*(f"service-{i:04d}" for i in range(700))), {})
+    hub.flush()
+    url = snapshot_url("p1")
+    plain = await client.get(url, headers={"accept-encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    # Larger than one slice: sent in slices, with its length announced.
+    assert int(plain.headers["content-length"]) == len(plain.content) > SLICE_BYTES
+    snapshot = decode(plain.content)
+    assert len(snapshot.clusters) == 700
+
+    async with client.stream("GET", url, headers={"accept-encoding": "gzip"}) as r:
+        assert r.headers["content-encoding"] == "gzip"
+        wire = b"".join([chunk async for chunk in r.aiter_raw()])
+    assert len(wire) * 10 < len(plain.content)
+    assert decode(gzip.decompress(wire)) == snapshot
+    refused = await client.get(url, headers={"accept-encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
