@@ -69,10 +69,16 @@ class _Collector:
                                          labels=("cluster",))  # fmt: skip
         recompiles.add_metric([cluster], float(stats.recompiles))
         yield recompiles
+        deltas = CounterMetricFamily("isthmus_federation_snapshot_deltas",
+                                     "Snapshot deltas encoded (each one serves every proxy "
+                                     "moving between the same two versions).",
+                                     labels=("cluster",))  # fmt: skip
+        deltas.add_metric([cluster], float(stats.deltas))
+        yield deltas
         objects = GaugeMetricFamily("isthmus_federation_store_objects",
                                     "Objects read from the cluster's sources.",
                                     labels=("cluster",))  # fmt: skip
-        objects.add_metric([cluster], float(len(c.store.keys())))
+        objects.add_metric([cluster], float(len(c.store)))
         yield objects
         synced = GaugeMetricFamily("isthmus_federation_sources_synced",
                                    "1 once every source finished its first list.",
