@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -32,12 +34,15 @@ from starlette.routing import Mount, Route
 from federation.consul import ConsulSync, SyncSettings
 from federation.exports import local_exports
 from federation.metrics import render_metrics
+from federation.peer import serve_tls
 from federation.snapshots.hub import SnapshotHub
 from federation.snapshots.server import build_app
 from federation.sources.directory import DirectorySource
 from federation.sources.kube import KubeSource
 from federation.sources.kube_client import api_client
 from federation.sources.store import ObjectStore
+from pki.credentials import Credentials
+from pki.tls_context import TlsContexts
 
 log = logging.getLogger("isthmus.federation")
 
@@ -56,6 +61,8 @@ class ControllerConfig:
     locality: str = ""
     sync: SyncSettings = field(default_factory=SyncSettings)
     replica_id: str | None = None
+    # (cert, key, bundle) PEM files: serve the HTTP side over mTLS (federation.peer).
+    tls_files: tuple[str, str, str] | None = None
 
 
 class _UvicornServer(uvicorn.Server):
@@ -104,7 +111,7 @@ class Controller:
             routes=[
                 Route("/metrics", metrics),
                 Route("/ready", ready),
-                Mount("/", app=build_app(self.hub)),
+                Mount("/", app=build_app(self.hub, require_peer=self.config.tls_files is not None)),
             ]
         )
 
@@ -112,20 +119,17 @@ class Controller:
 
     async def run(self, stop: asyncio.Event) -> None:
         host, port = self.config.listen
-        server = _UvicornServer(
-            uvicorn.Config(
-                self.app(),
-                host=host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-            )
-        )
+        config = uvicorn.Config(
+            self.app(), host=host, port=port, log_level="warning", access_log=False,
+            lifespan="off",
+        )  # fmt: skip
+        follow_tls = await self._serve_tls(config)
+        server = _UvicornServer(config)
         log.info(
             "federation controller starting",
             extra={"cluster": self.config.cluster, "listen": f"{host}:{port}",
-                   "catalog": self.config.catalog},
+                   "catalog": self.config.catalog,
+                   "tls": "mtls" if follow_tls is not None else "plain"},
         )  # fmt: skip
         self.source.start()
         tasks = [
@@ -133,6 +137,8 @@ class Controller:
             asyncio.create_task(self._feed(), name="feed"),
             asyncio.create_task(server.serve(), name="http"),
         ]
+        if follow_tls is not None:
+            tasks.append(asyncio.create_task(follow_tls, name="tls-credentials"))
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -164,6 +170,34 @@ class Controller:
                     t.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
             await self.source.stop()
+
+    async def _serve_tls(self, config: uvicorn.Config) -> Coroutine[Any, Any, None] | None:
+        """With ``tls_files``: load them (raising a clear error when they do not check out),
+        make ``config`` serve mTLS, and return the coroutine that follows file changes."""
+        if self.config.tls_files is None:
+            return None
+        from gateway.process.credentials import CredentialsRefused, StaticCredentials
+
+        cert, key, bundle = (Path(p) for p in self.config.tls_files)
+        files = StaticCredentials(cert, key, bundle)
+        try:
+            credentials = await files.first()
+        except CredentialsRefused as exc:
+            raise ValueError(f"--cert/--key/--bundle: {exc}") from None
+        if not credentials.spiffe_id.member_of(self.config.trust_domain):
+            raise ValueError(f"--cert: {credentials.spiffe_id} is not in trust domain "
+                             f"{self.config.trust_domain}")  # fmt: skip
+        contexts = TlsContexts(
+            credentials, require_client_cert=False, optional_client_cert=True,
+            alpn=("http/1.1",),
+        )  # fmt: skip
+        serve_tls(config, contexts, self.config.trust_domain)
+
+        async def push(new: Credentials) -> str:
+            contexts.update(new)
+            return ""
+
+        return files.follow(push)
 
     async def _feed(self) -> None:
         """Hand the hub new inputs whenever the store or the imports change, and tell the

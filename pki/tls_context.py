@@ -51,7 +51,7 @@ _PROC_FD = Path("/proc/self/fd")
 class PeerCertificate(Protocol):
     """What :func:`peer_spiffe_id` needs: an ``ssl.SSLObject`` or ``ssl.SSLSocket``."""
 
-    def getpeercert(self, binary_form: bool) -> object: ...
+    def getpeercert(self, binary_form: bool, /) -> object: ...
 
 
 def server_context(
@@ -60,16 +60,19 @@ def server_context(
     bundle: TrustBundle | None,
     *,
     require_client_cert: bool = True,
+    optional_client_cert: bool = False,
     alpn: Sequence[str] = ALPN,
 ) -> ssl.SSLContext:
     """A server context presenting ``chain`` (leaf first); with ``require_client_cert``, mTLS
-    against ``bundle``."""
+    against ``bundle``. ``optional_client_cert``: ask for a client certificate and verify it
+    against ``bundle`` when one is sent, but let clients without one in (the application
+    then decides per request)."""
     ctx = _base(ssl.PROTOCOL_TLS_SERVER, alpn)
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     load_cert_chain(ctx, chain, key)
-    if require_client_cert:
+    if require_client_cert or optional_client_cert:
         _trust(ctx, bundle)
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL if optional_client_cert else ssl.CERT_REQUIRED
     return ctx
 
 
@@ -95,6 +98,7 @@ def switching_server_context(
     current: Callable[[], ssl.SSLContext],
     *,
     require_client_cert: bool = True,
+    optional_client_cert: bool = False,
     alpn: Sequence[str] = ALPN,
 ) -> ssl.SSLContext:
     """A listening context that gives each new handshake ``current()``.
@@ -104,7 +108,10 @@ def switching_server_context(
     here (OpenSSL keeps it per connection), so it must match the contexts handed out.
     """
     outer = _base(ssl.PROTOCOL_TLS_SERVER, alpn)
-    outer.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    if optional_client_cert:
+        outer.verify_mode = ssl.CERT_OPTIONAL
+    else:
+        outer.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
 
     def pick(connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         connection.context = current()
@@ -122,7 +129,8 @@ def peer_spiffe_id(
     read. Raises :class:`~pki.errors.VerificationError` subclasses: no certificate, a broken
     SVID rule, or (with ``trust_domain``) another trust domain.
     """
-    der = None if connection is None else connection.getpeercert(binary_form=True)
+    # Positional: the low-level ``_ssl._SSLSocket`` (what some clients expose) takes no keywords.
+    der = None if connection is None else connection.getpeercert(True)
     if not isinstance(der, bytes) or not der:
         raise ChainError("the peer presented no certificate", rule="no-certificate")
     try:
@@ -185,9 +193,11 @@ class TlsContexts:
         credentials: Credentials,
         *,
         require_client_cert: bool = True,
+        optional_client_cert: bool = False,
         alpn: Sequence[str] = ALPN,
     ) -> None:
         self.require_client_cert = require_client_cert
+        self.optional_client_cert = optional_client_cert
         self.alpn = tuple(alpn)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[TlsContexts], None]] = []
@@ -219,7 +229,10 @@ class TlsContexts:
 
     def listening_context(self) -> ssl.SSLContext:
         return switching_server_context(
-            self.server, require_client_cert=self.require_client_cert, alpn=self.alpn
+            self.server,
+            require_client_cert=self.require_client_cert,
+            optional_client_cert=self.optional_client_cert,
+            alpn=self.alpn,
         )
 
     def on_rebuild(self, callback: Callable[[TlsContexts], None]) -> None:
@@ -241,6 +254,7 @@ class TlsContexts:
             credentials.key,
             credentials.bundle,
             require_client_cert=self.require_client_cert,
+            optional_client_cert=self.optional_client_cert,
             alpn=self.alpn,
         )
         client = client_context(

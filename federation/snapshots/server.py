@@ -18,7 +18,12 @@ serves it with uvicorn in its own event loop (the hub's). The API (the client si
 - ``GET /v1/proxies``: every proxy that polled, its version, whether it is in sync, its last
   error, and the push counters (``federation.snapshots.status`` renders it).
 
-Plain HTTP; the controller binds it to loopback until mTLS arrives.
+Over mTLS (``build_app(hub, require_peer=True)``, the controller run with ``--cert --key
+--bundle``; ``federation.peer`` puts the client's identity in the scope): both snapshot
+routes answer ``403`` to a client without an SVID of the mesh, and to one whose SPIFFE ID
+names another namespace than the ``namespace`` the proxy asks for (as Istio authorizes its
+proxies: a workload gets only its own namespace's configuration). ``/v1/proxies`` stays open
+to any client, as ``/metrics`` is. Without TLS the controller binds it to loopback.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from federation.peer import peer_of
 from federation.snapshots.bodies import BodyCache, reply
 from federation.snapshots.compile import ProxyInfo
 from federation.snapshots.hub import SnapshotHub
@@ -92,8 +98,19 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_app(hub: SnapshotHub) -> Starlette:
-    """The snapshot API over ``hub``."""
+def _forbidden(request: Request, namespace: str | None) -> str:
+    """Why the client may not use the snapshot routes ("" when it may)."""
+    peer = peer_of(request.scope)
+    if peer.spiffe_id is None:
+        return f"an SVID of the mesh is required ({peer.error})"
+    segments = peer.spiffe_id.segments
+    if namespace is not None and (len(segments) < 2 or segments[:2] != ("ns", namespace)):
+        return f"{peer.spiffe_id} may not read the configuration of namespace {namespace!r}"
+    return ""
+
+
+def build_app(hub: SnapshotHub, *, require_peer: bool = False) -> Starlette:
+    """The snapshot API over ``hub``; with ``require_peer``, for mesh workloads only."""
     # Proxies of one shape move between the same versions: each body is encoded once.
     bodies = BodyCache()
 
@@ -103,6 +120,8 @@ def build_app(hub: SnapshotHub) -> Starlette:
             wait_s = parse_wait(request.query_params.get("wait"))
         except BadRequest as exc:
             return _bad(str(exc))
+        if require_peer and (why := _forbidden(request, info.namespace)):
+            return _bad(why, 403)
         known = request.query_params.get("version", "")
         wants_delta = request.query_params.get("delta", "") in ("1", "true")
         snapshot = await hub.poll(info, known, wait_s)
@@ -129,6 +148,11 @@ def build_app(hub: SnapshotHub) -> Starlette:
             proxy_id = _proxy_id(request)
         except BadRequest as exc:
             return _bad(str(exc))
+        if require_peer:
+            record = hub.registry.get(proxy_id)
+            why = _forbidden(request, record.info.namespace if record is not None else None)
+            if why:
+                return _bad(why, 403)
         body = await request.body()
         if len(body) > MAX_STATUS_BYTES:
             return _bad(f"status body over {MAX_STATUS_BYTES} bytes", 413)

@@ -17,6 +17,14 @@ and JSON (mTLS comes later):
 - ``POST /v1/snapshots/<proxy id>/status`` with :class:`SnapshotStatus` after each attempt
   to apply a received snapshot: applied, or refused with the error.
 
+Over ``https://`` the source presents the proxy's SVID (:meth:`ControlPlaneSource.
+use_credentials`, called by the supervisor before the first poll and on every renewal:
+connections made after a renewal use the new certificate), verifies the controller's chain
+against the trust bundle, and accepts only a controller whose SPIFFE ID is in the proxy's
+own trust domain (``pki.tls_context.peer_spiffe_id``); a controller that fails the check is
+treated as unreachable: nothing it answers is used. (The check reads the certificate of the
+connection a request went over, so the request itself, which holds no secret, was sent.)
+
 The long-poll runs in a daemon thread (the supervisor's loop never blocks on the network).
 A new snapshot sets an event that the supervisor waits on (``wait_changed``; see
 ``gateway.process.supervisor``), which then loads it, applies it to every worker and calls
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -43,6 +52,9 @@ import msgspec
 from gateway.config.delta import DeltaMismatch, Indexed, apply, decode_delta
 from gateway.config.errors import ConfigError, Problem
 from gateway.config.snapshot import Snapshot, decode, encode
+from pki.credentials import Credentials
+from pki.errors import VerificationError
+from pki.tls_context import client_context, peer_spiffe_id
 
 log = logging.getLogger("isthmus.control_plane")
 
@@ -143,7 +155,11 @@ class ControlPlaneSource:
         self._cached_version = ""
         self._unsent: SnapshotStatus | None = None
         self._thread: threading.Thread | None = None
-        self._reporter = httpx.Client(timeout=httpx.Timeout(timeout_s))
+        self._report_timeout = httpx.Timeout(timeout_s)
+        self._tls: tuple[ssl.SSLContext, str] | None = None  # context, trust domain
+        self._tls_generation = 0
+        self._reporter = self._client(self._report_timeout)
+        self._reporter_generation = 0
 
     # -- SnapshotSource ------------------------------------------------------------------------
 
@@ -181,10 +197,62 @@ class ControlPlaneSource:
             self._unsent = SnapshotStatus(
                 version=version, applied=applied, error=error[:MAX_ERROR_CHARS]
             )
+        self._reporter, self._reporter_generation = self._current_client(
+            self._reporter, self._reporter_generation, self._report_timeout
+        )
         self._send_unsent(self._reporter)
 
     def close(self) -> None:
         self._stop.set()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def needs_credentials(self) -> bool:
+        return self.url.startswith("https://")
+
+    def use_credentials(self, credentials: Credentials) -> None:
+        """Present ``credentials`` on connections made from now on (thread-safe)."""
+        context = client_context(
+            credentials.chain, credentials.key, credentials.bundle, alpn=("http/1.1",)
+        )
+        with self._lock:
+            self._tls = (context, credentials.spiffe_id.trust_domain)
+            self._tls_generation += 1
+
+    def _client(self, timeout: httpx.Timeout) -> httpx.Client:
+        with self._lock:
+            tls = self._tls
+        if tls is None:
+            return httpx.Client(timeout=timeout)
+        return httpx.Client(timeout=timeout, verify=tls[0])
+
+    def _current_client(
+        self, client: httpx.Client, generation: int, timeout: httpx.Timeout
+    ) -> tuple[httpx.Client, int]:
+        """``client``, or a new one when the credentials changed since ``generation``."""
+        with self._lock:
+            now = self._tls_generation
+        if now == generation:
+            return client, generation
+        client.close()
+        return self._client(timeout), now
+
+    def _check_server(self, response: httpx.Response) -> None:
+        """Over TLS, the controller must be a workload of this proxy's trust domain."""
+        with self._lock:
+            tls = self._tls
+        if tls is None or not self.url.startswith("https://"):
+            return
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        try:
+            peer_spiffe_id(ssl_object, trust_domain=tls[1])
+        except VerificationError as exc:
+            raise httpx.ConnectError(
+                f"the control plane is not a workload of trust domain {tls[1]}: {exc}",
+                request=response.request,
+            ) from None
 
     # -- startup -------------------------------------------------------------------------------
 
@@ -192,7 +260,7 @@ class ControlPlaneSource:
         delay, retry_max = self._retry
         cached = self._read_cache()
         waited = False
-        with httpx.Client(timeout=self._timeout) as client:
+        with self._client(self._timeout) as client:
             while True:
                 why = ""
                 try:
@@ -232,8 +300,11 @@ class ControlPlaneSource:
         retry_min, retry_max = self._retry
         delay = retry_min
         outage = False
-        with httpx.Client(timeout=self._timeout) as client:
+        client = self._client(self._timeout)
+        generation = self._tls_generation
+        try:
             while not self._stop.is_set():
+                client, generation = self._current_client(client, generation, self._timeout)
                 self._send_unsent(client)
                 with self._lock:
                     known = self._received_version
@@ -268,6 +339,8 @@ class ControlPlaneSource:
                         self._received_version = got.snapshot.version
                         self._changed.set()
                     got.index()  # the digests the next delta builds on, off the hot moment
+        finally:
+            client.close()
 
     def _fetch(self, client: httpx.Client, version: str, wait_s: float) -> _Received | str | None:
         """One poll: the new snapshot, None when unchanged, or ``_NOT_READY``."""
@@ -278,6 +351,7 @@ class ControlPlaneSource:
         if base is not None:
             params["delta"] = "1"
         response = client.get(self.url + snapshot_path(self.proxy_id), params=params)
+        self._check_server(response)
         if response.status_code == 304:
             return None
         if response.status_code == 503:

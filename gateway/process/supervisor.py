@@ -51,6 +51,19 @@ class PushSource(Protocol):
     def report(self, applied: bool, error: str) -> None: ...
 
 
+@runtime_checkable
+class CredentialUser(Protocol):
+    """A source that itself connects with the proxy's identity (a control plane over mTLS):
+    it gets the first credentials before its first load, and every renewal."""
+
+    description: str
+
+    @property
+    def needs_credentials(self) -> bool: ...
+
+    def use_credentials(self, credentials: Credentials) -> None: ...
+
+
 @dataclass
 class SupervisorConfig:
     """How to run a gateway. ``admin`` is ``(host, port)``; ``workers`` processes."""
@@ -163,6 +176,10 @@ class GatewaySupervisor:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        # The identity first: a control plane served over mTLS needs it for the first poll.
+        first, error = await self._first_credentials()
+        if error:
+            raise StartupError(error)
         try:
             snap = await asyncio.to_thread(self.config.source.load)
         except ConfigError as exc:
@@ -172,7 +189,7 @@ class GatewaySupervisor:
         self._workers = [_Worker(i) for i in range(self.config.workers)]
         for w in self._workers:
             await w.start()
-        error = await self._start_credentials()
+        error = await self._push_credentials(first) if first is not None else ""
         error = error or await self._apply_all(snap)
         await self._report(not error, error)
         if error:
@@ -259,18 +276,28 @@ class GatewaySupervisor:
                 return f"worker {w.index}: {reply.error}"
         return ""
 
-    async def _start_credentials(self) -> str:
+    async def _first_credentials(self) -> tuple[Credentials | None, str]:
+        """The proxy's first identity (None without one), or why there is none."""
         source = self.config.credentials
+        snapshots = self.config.source
         if source is None:
-            return ""
+            if isinstance(snapshots, CredentialUser) and snapshots.needs_credentials:
+                return None, (f"{snapshots.description} is served over TLS: the proxy needs an "
+                              "identity (--cert/--key/--bundle or the CA service)")  # fmt: skip
+            return None, ""
         try:
             credentials = await source.first()
         except CredentialsRefused as exc:
-            return f"identity from {source.description}: {exc}"
-        return await self._push_credentials(credentials)
+            return None, f"identity from {source.description}: {exc}"
+        if isinstance(snapshots, CredentialUser):
+            snapshots.use_credentials(credentials)
+        return credentials, ""
 
     async def _push_credentials(self, credentials: Credentials) -> str:
-        """Send new credentials to every worker; they use them for new connections."""
+        """Send new credentials to every worker; they use them for new connections. The
+        snapshot source (a control plane over mTLS) gets them too."""
+        if isinstance(self.config.source, CredentialUser):
+            self.config.source.use_credentials(credentials)
         msg = encode_credentials(credentials)
         self._credentials = msg
         self._identity = describe(credentials)

@@ -48,9 +48,12 @@ def run_ingress_control_plane(
     workload: str = "isthmus-ingress",
     namespace: str = "default",
     cluster: str = "Kubernetes",
+    credentials: CredentialSource | None = None,
 ) -> int:
     """Serve the snapshots the federation controller at ``url`` computes for ``proxy_id``,
-    caching the last applied one in ``cache``, until SIGTERM. Returns an exit code."""
+    caching the last applied one in ``cache``, until SIGTERM. Returns an exit code. With
+    ``credentials`` the proxy has an identity: it polls an ``https://`` controller over mTLS
+    with it, and uses it for mTLS in the data plane."""
     source = ControlPlaneSource(
         url, proxy_id, cache_path=cache, role="ingress", namespace=namespace, workload=workload
     )
@@ -61,5 +64,6 @@ def run_ingress_control_plane(
         identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
         watch=True,
         role="ingress",
+        credentials=credentials,
     )
     return run(config)

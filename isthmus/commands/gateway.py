@@ -156,7 +156,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.control_plane:
         if not args.control_plane.startswith(("http://", "https://")):
-            print(f"isthmus: --control-plane {args.control_plane}: expected an http:// URL",
+            print(f"isthmus: --control-plane {args.control_plane}: expected an http:// or "
+                  "https:// URL", file=sys.stderr)  # fmt: skip
+            return 2
+        if args.control_plane.startswith("https://") and credentials is None:
+            print("isthmus: --control-plane https://...: the proxy needs an identity for mTLS: "
+                  "--cert/--key/--bundle, or --ca-url/--ca-bundle/--token-file/--spiffe-id",
                   file=sys.stderr)  # fmt: skip
             return 2
         from gateway.roles.ingress import run_ingress_control_plane
@@ -170,6 +175,7 @@ def _run(args: argparse.Namespace) -> int:
             workload=args.workload,
             namespace=args.namespace,
             cluster=args.cluster,
+            credentials=credentials,
         )
     if not os.path.isdir(args.config):
         print(f"isthmus: --config {args.config}: not a directory", file=sys.stderr)
