@@ -279,7 +279,7 @@ class SnapshotHub:
     def report(self, proxy_id: str, version: str, applied: bool, error: str) -> None:
         self.registry.report(proxy_id, version, applied, error)
         if applied:
-            log.info("proxy %s applied %s", proxy_id, version)
+            log.debug("proxy %s applied %s", proxy_id, version)  # one per proxy per change
         else:
             log.warning("proxy %s refused %s: %s", proxy_id, version, error)
 

@@ -86,8 +86,11 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve_app(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` (0: any) in this event loop."""
+async def serve_app(
+    app: ASGIApp, port: int = 0, *, tls: Callable[[uvicorn.Config], None] | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` (0: any) in this event loop; ``tls``
+    makes the config serve TLS (an https URL is yielded then)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -95,11 +98,14 @@ async def serve_app(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=2
     )
+    if tls is not None:
+        tls(config)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await eventually(lambda: server.started, what="uvicorn to start")
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task

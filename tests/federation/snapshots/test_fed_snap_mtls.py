@@ -10,7 +10,7 @@ what is refused and why; and a proxy refuses a controller outside its trust doma
 from __future__ import annotations
 
 import asyncio
-import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +28,7 @@ from gateway.config.snapshot import Snapshot, encode
 from gateway.process.control_plane import ControlPlaneSource
 from gateway.process.credentials import StaticCredentials
 from pki.tls_context import TlsContexts
-from tests.federation.snapshots.fed_snap_helpers import eventually, free_port
+from tests.federation.snapshots.fed_snap_helpers import eventually, free_port, serve_app
 from tests.gateway.mtls.mtls_support import TRUST_DOMAIN, MeshPki, Svid, mtls_client_context
 from tests.support.gateway import GatewayProcess, gateway_yaml
 
@@ -41,29 +41,31 @@ def pki() -> MeshPki:
 
 
 @asynccontextmanager
-async def serve_mtls(hub: SnapshotHub, controller: Svid) -> AsyncIterator[str]:
-    credentials = await StaticCredentials(
-        controller.chain, controller.key, controller.bundle
-    ).first()
-    contexts = TlsContexts(credentials, require_client_cert=False, optional_client_cert=True,
-                           alpn=("http/1.1",))  # fmt: skip
-    app = build_app(hub, require_peer=True)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                            timeout_graceful_shutdown=2)  # fmt: skip
-    serve_tls(config, contexts, TRUST_DOMAIN)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started, what="uvicorn to start")
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        await hub.aclose()
-        server.should_exit = True
-        await task
-        sock.close()
+async def serve_mtls(
+    hub: SnapshotHub, controller: Svid, *, checked: bool = True
+) -> AsyncIterator[str]:
+    """The controller's setup: its SVID, client certificates asked for, peers in the scope.
+    ``checked=False`` serves a certificate ``StaticCredentials`` would refuse, as it is."""
+    if checked:
+        files = StaticCredentials(controller.chain, controller.key, controller.bundle)
+        contexts = TlsContexts(await files.first(), require_client_cert=False,
+                               optional_client_cert=True, alpn=("http/1.1",))  # fmt: skip
+
+        def tls(config: uvicorn.Config) -> None:
+            serve_tls(config, contexts, TRUST_DOMAIN)
+
+    else:
+
+        def tls(config: uvicorn.Config) -> None:
+            config.load()
+            config.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            config.ssl.load_cert_chain(str(controller.chain), str(controller.key))
+
+    async with serve_app(build_app(hub, require_peer=checked), tls=tls) as url:
+        try:
+            yield url
+        finally:
+            await hub.aclose()
 
 
 async def test_a_proxy_polls_over_mtls_with_its_svid(
@@ -136,7 +138,7 @@ async def test_a_proxy_refuses_a_controller_outside_its_trust_domain(
     cache.write_bytes(encode(cached))
     credentials = await StaticCredentials(proxy.chain, proxy.key, proxy.bundle).first()
     # The impostor's chain verifies (the same CA signed it); its SPIFFE ID does not fit.
-    async with serve_mtls_unchecked(hub, impostor) as url:
+    async with serve_mtls(hub, impostor, checked=False) as url:
         source = ControlPlaneSource(url, "p1", cache_path=cache, wait_s=1)
         source.use_credentials(credentials)
         try:
@@ -147,29 +149,3 @@ async def test_a_proxy_refuses_a_controller_outside_its_trust_domain(
             assert not await asyncio.to_thread(source.wait_changed, 1.5)
         finally:
             source.close()
-
-
-@asynccontextmanager
-async def serve_mtls_unchecked(hub: SnapshotHub, controller: Svid) -> AsyncIterator[str]:
-    """Like :func:`serve_mtls`, for a certificate ``StaticCredentials`` would refuse."""
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(controller.chain), str(controller.key))
-    config = uvicorn.Config(build_app(hub), log_level="warning", lifespan="off",
-                            access_log=False, timeout_graceful_shutdown=2)  # fmt: skip
-    config.load()
-    config.ssl = ctx
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started, what="uvicorn to start")
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        await hub.aclose()
-        server.should_exit = True
-        await task
-        sock.close()
