@@ -68,12 +68,18 @@ async def serve_mtls(
             await hub.aclose()
 
 
-async def test_a_proxy_polls_over_mtls_with_its_svid(
-    tmp_path: Path, pki: MeshPki, load_yaml: Callable[..., Resources]
-) -> None:
+def ready_hub(load_yaml: Callable[..., Resources]) -> SnapshotHub:
+    """A hub with a snapshot for every proxy: one Gateway listener."""
     hub = SnapshotHub("east")
     hub.update(load_yaml(gateway_yaml(free_port())), {})
     hub.flush()
+    return hub
+
+
+async def test_a_proxy_polls_over_mtls_with_its_svid(
+    tmp_path: Path, pki: MeshPki, load_yaml: Callable[..., Resources]
+) -> None:
+    hub = ready_hub(load_yaml)
     controller = pki.issue(tmp_path / "controller", "isthmus-system", "isthmus-federation")
     proxy = pki.issue(tmp_path / "proxy", "default", "isthmus-ingress")
     async with serve_mtls(hub, controller) as url:
@@ -94,9 +100,7 @@ async def test_a_proxy_polls_over_mtls_with_its_svid(
 async def test_clients_without_an_svid_or_of_another_namespace_are_refused(
     tmp_path: Path, pki: MeshPki, load_yaml: Callable[..., Resources]
 ) -> None:
-    hub = SnapshotHub("east")
-    hub.update(load_yaml(gateway_yaml(free_port())), {})
-    hub.flush()
+    hub = ready_hub(load_yaml)
     controller = pki.issue(tmp_path / "controller", "isthmus-system", "isthmus-federation")
     other = pki.issue(tmp_path / "other", "other", "app")
     async with serve_mtls(hub, controller) as url:
@@ -128,9 +132,7 @@ async def test_clients_without_an_svid_or_of_another_namespace_are_refused(
 async def test_a_proxy_refuses_a_controller_outside_its_trust_domain(
     tmp_path: Path, pki: MeshPki, load_yaml: Callable[..., Resources]
 ) -> None:
-    hub = SnapshotHub("east")
-    hub.update(load_yaml(gateway_yaml(free_port())), {})
-    hub.flush()
+    hub = ready_hub(load_yaml)
     impostor = pki.forge(tmp_path / "impostor", ["spiffe://elsewhere.test/ns/x/sa/controller"])
     proxy = pki.issue(tmp_path / "proxy", "default", "isthmus-ingress")
     cached = Snapshot().with_version()
