@@ -2,6 +2,8 @@
 
 Run by ``bench.run`` (``make bench``; ``--no-federation`` skips it, ``--federation-only``
 runs nothing else) or alone: ``python -m bench.federation_bench [--smoke] [--services N]``.
+``--no-latency`` (or ``--changes 0``) stops after the import convergence (a run of well under a
+minute at 10,000 services), with each controller's VmHWM at every convergence milestone.
 
 Processes (all real; cores as in the proxy comparison):
 
@@ -176,15 +178,19 @@ def converge(
                 continue
             d = per[c]
             t = round(time.monotonic() - t0, 3)
+            hwm = _hwm_mb(ctls[c])
             if m.get("sources_synced") == 1.0 and "synced_s" not in d:
                 d["synced_s"] = t
+                d["synced_hwm_mb"] = hwm
             if m.get("consul_writes_register_service", 0) >= counts[c] and "exported_s" not in d:
                 d["exported_s"] = t
+                d["exported_hwm_mb"] = hwm
             imported = int(m.get("imported_services", 0))
             d["imported"] = imported
             d["import_errors"] = m.get("consul_import_errors", 0)
             if imported >= expected[c] and "imported_s" not in d:
                 d["imported_s"] = t
+                d["imported_hwm_mb"] = hwm
             sample[c] = imported
         timeline.append(sample)
         if now - last_log > 5:
@@ -204,6 +210,12 @@ def converge(
         "controllers": per,
         "timeline": timeline[:: max(1, len(timeline) // 200)],
     }
+
+
+def _hwm_mb(proc: Proc) -> float | None:
+    """The process's peak RSS so far (VmHWM), in MB."""
+    mem = memory_of([proc.pid])
+    return round(mem[0].vm_hwm_kib / 1024, 1) if mem else None
 
 
 async def latency_phase(
@@ -339,6 +351,7 @@ def run(
     ctls: dict[str, Proc] = {}
     urls: dict[str, str] = {}
     t0 = time.monotonic()
+    result["t0_unix"] = time.time()  # to read the controllers' log timestamps against
     for cluster, port in zip(CLUSTERS, ctl_ports, strict=True):
         argv = [sys.executable, "-m", "isthmus", "federation", "run", "--cluster", cluster,
                 "--catalog", catalog_url, "--kubeconfig", str(tmp / f"{cluster}.kubeconfig"),
@@ -356,7 +369,7 @@ def run(
     cpu_after_converge = {c: cpu_seconds(p.tree()) for c, p in ctls.items()}
     result["controller_cpu_s_converge"] = {c: round(v, 2) for c, v in cpu_after_converge.items()}
     subscribed = CLUSTERS[0]
-    if conv["converged"]:
+    if conv["converged"] and n_changes > 0:
         expected_clustersets = services - counts[subscribed]
         changes = make_changes(list(CLUSTERS), counts_list, n_changes)
         profiler = _start_profile(ctls[subscribed], tmp, profile_s)
@@ -484,7 +497,9 @@ def render(res: dict[str, Any]) -> str:
     for c, d in conv.get("controllers", {}).items():
         lines.append(f"    {c}: sources synced {d.get('synced_s', '-')}s, exports written "
                      f"{d.get('exported_s', '-')}s, imports {d.get('imported', 0)}/"
-                     f"{d['expected_imports']} at {d.get('imported_s', '-')}s")  # fmt: skip
+                     f"{d['expected_imports']} at {d.get('imported_s', '-')}s; VmHWM at those "
+                     f"{d.get('synced_hwm_mb', '-')}/{d.get('exported_hwm_mb', '-')}/"
+                     f"{d.get('imported_hwm_mb', '-')} MB")  # fmt: skip
     lat = res.get("latency", {})
     if lat.get("snapshot_converged_s") is not None:
         lines.append(f"    full snapshot at every proxy {lat['snapshot_converged_s']}s after the "
@@ -526,7 +541,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="300 services, 6 changes (CI)")
     p.add_argument("--services", type=int, default=None)
     p.add_argument("--proxies", type=int, default=100)
-    p.add_argument("--changes", type=int, default=None)
+    p.add_argument(
+        "--changes",
+        type=int,
+        default=None,
+        help="0: convergence only (no latency phase); reports each controller's VmHWM",
+    )
+    p.add_argument("--no-latency", action="store_true", help="the same as --changes 0")
     p.add_argument("--spacing", type=float, default=1.5, help="seconds between changes")
     p.add_argument("--proxy-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
@@ -564,11 +585,15 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     """run() keyword arguments from a command line (this one or bench.run's)."""
     smoke = bool(getattr(args, "smoke", False))
     services = getattr(args, "fed_services", None) or getattr(args, "services", None)
-    n_changes = getattr(args, "fed_changes", None) or getattr(args, "changes", None)
+    n_changes = getattr(args, "fed_changes", None)
+    if n_changes is None:
+        n_changes = getattr(args, "changes", None)
+    if getattr(args, "no_latency", False):
+        n_changes = 0  # convergence only
     return {
         "services": services or (300 if smoke else 10_000),
         "proxies": getattr(args, "fed_proxies", None) or getattr(args, "proxies", 100),
-        "n_changes": n_changes or (6 if smoke else 30),
+        "n_changes": (6 if smoke else 30) if n_changes is None else n_changes,
         "spacing_s": getattr(args, "spacing", 1.5) if smoke is False else 0.5,
         "converge_timeout_s": 60.0 if smoke else 900.0,
         "proxy_cpu": args.proxy_cpu,

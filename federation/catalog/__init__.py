@@ -10,6 +10,6 @@ to one JSON file. It is not for production: use Consul.
 Layout: ``state`` is the sans-IO store (indexes, change topics, clock); ``catalog``,
 ``health``, ``kv`` and ``sessions`` are its operations; ``render`` shapes Consul's JSON;
 ``decode`` reads request bodies the way Go's encoding/json does; ``query`` parses the common
-query options; ``blocking`` waits for index changes; ``app`` is the Starlette front; ``persist``
+query options; ``blocking`` waits for index changes; ``app`` is the ASGI front; ``persist``
 reads and writes the data file; ``server`` runs it all under uvicorn.
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -28,6 +28,11 @@ class DecodeError(ValueError):
 class Schema:
     go_type: str  # e.g. "structs.RegisterRequest"
     fields: Mapping[str, Kind]
+    # Lowercased field name -> canonical one, built once (not per decoded object).
+    lowered: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lowered", {name.lower(): name for name in self.fields})
 
     @property
     def short(self) -> str:
@@ -108,13 +113,13 @@ def decode(value: object, schema: Schema) -> dict[str, Any]:
 
 
 def _object(raw: dict[str, Any], schema: Schema, path: str) -> dict[str, Any]:
-    lowered = {name.lower(): name for name in schema.fields}
+    fields, lowered = schema.fields, schema.lowered
     out: dict[str, Any] = {}
     for key, item in raw.items():
-        canon = key if key in schema.fields else lowered.get(key.lower())
+        canon = key if key in fields else lowered.get(key.lower())
         if canon is None or item is None:
             continue
-        out[canon] = _value(item, schema.fields[canon], f"{path}.{canon}")
+        out[canon] = _value(item, fields[canon], path, canon)
     return out
 
 
@@ -125,34 +130,36 @@ def _mismatch(value: object, kind: Kind, path: str) -> DecodeError:
     )
 
 
-def _value(value: object, kind: Kind, path: str) -> Any:
+def _value(value: object, kind: Kind, parent: str, name: str) -> Any:
+    """``value`` as the field ``name`` of the object at ``parent`` (the field's path,
+    ``parent.name``, is only spelled out for an error or a nested object)."""
+    if isinstance(kind, str):
+        if kind == "string":
+            if not isinstance(value, str):
+                raise _mismatch(value, kind, f"{parent}.{name}")
+            return value
+        if kind == "any":
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise _mismatch(value, kind, f"{parent}.{name}")
+            return value
+        if kind in ("int", "uint64"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _mismatch(value, kind, f"{parent}.{name}")
+            low, high = (0, (1 << 64) - 1) if kind == "uint64" else (-(1 << 63), (1 << 63) - 1)
+            if not low <= value <= high:
+                raise _mismatch(value, kind, f"{parent}.{name}")
+            return value
+        raise AssertionError(f"unknown kind {kind!r}")
     if isinstance(kind, Schema):
         if not isinstance(value, dict):
-            raise _mismatch(value, kind, path)
-        return _object(value, kind, path)
+            raise _mismatch(value, kind, f"{parent}.{name}")
+        return _object(value, kind, f"{parent}.{name}")
     if isinstance(kind, ListOf):
         if not isinstance(value, list):
-            raise _mismatch(value, kind, path)
-        return [None if v is None else _value(v, kind.item, path) for v in value]
-    if isinstance(kind, MapOf):
-        if not isinstance(value, dict):
-            raise _mismatch(value, kind, path)
-        return {k: None if v is None else _value(v, kind.item, path) for k, v in value.items()}
-    if kind == "any":
-        return value
-    if kind == "string":
-        if not isinstance(value, str):
-            raise _mismatch(value, kind, path)
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _mismatch(value, kind, path)
-        return value
-    if kind in ("int", "uint64"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _mismatch(value, kind, path)
-        low, high = (0, (1 << 64) - 1) if kind == "uint64" else (-(1 << 63), (1 << 63) - 1)
-        if not low <= value <= high:
-            raise _mismatch(value, kind, path)
-        return value
-    raise AssertionError(f"unknown kind {kind!r}")
+            raise _mismatch(value, kind, f"{parent}.{name}")
+        return [None if v is None else _value(v, kind.item, parent, name) for v in value]
+    if not isinstance(value, dict):  # MapOf
+        raise _mismatch(value, kind, f"{parent}.{name}")
+    return {k: None if v is None else _value(v, kind.item, parent, name) for k, v in value.items()}

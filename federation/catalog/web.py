@@ -42,10 +42,14 @@ class Ctx:
     rest: str  # the path after the endpoint's prefix
     leader: str
     rng: random.Random
+    _headers: dict[str, str] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
-        return {k.lower(): v for k, v in self.request.headers.items()}
+        """The request's headers, lowercased (built on first use)."""
+        if self._headers is None:
+            self._headers = {k.lower(): v for k, v in self.request.headers.items()}
+        return self._headers
 
     def options(self) -> QueryOptions:
         return parse_options(self.params, self.headers, self.store.datacenter)

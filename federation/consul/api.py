@@ -25,6 +25,7 @@ import aiohttp
 import consul
 import consul.aio
 
+from federation.consul import node_read
 from federation.consul.blocking import parse_index
 
 ClientFactory = Callable[[], Any]  # returns a consul.aio.Consul (py-consul is untyped)
@@ -119,17 +120,17 @@ class ConsulApi:
 
     async def watch_node(
         self, node: str, index: int, wait_s: int
-    ) -> tuple[int, dict[str, Any] | None]:
+    ) -> tuple[int, node_read.NodeServices | None]:
         """Blocking ``/v1/catalog/node/<node>``: the node and its services, or None when
-        Consul has no such node."""
+        Consul has no such node (decoded as ``node_read`` says)."""
         got, data = await self._read(
             f"watch node {node}",
-            lambda: self.client.catalog.node(
-                node, index=str(index) if index else None, wait=_go_duration(wait_s)
+            lambda: node_read.request(
+                self.client, node, str(index) if index else None, _go_duration(wait_s)
             ),
             self._blocking_timeout(wait_s),
         )
-        return got, _node_body(node, data)
+        return got, data
 
     async def register(
         self,

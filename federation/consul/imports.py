@@ -11,8 +11,9 @@ blocking query per remote cluster, plus one, whatever the number of services:
   services on it tagged ``isthmus`` (records.EXPORT_TAG) become ``ImportedService`` values
   (records.imported_from_entry: those exported to other clusters only are left out;
   malformed ones, and any whose Meta names another cluster than the node's, are counted in
-  ``metrics.bad_entries`` and skipped). A node answer is parsed per service only when the
-  service's ModifyIndex (or the node's address) moved, so a read costs O(changes) here.
+  ``metrics.bad_entries`` and skipped). A node answer is decoded straight into the fields
+  used (``node_read``), and parsed per service only when the service's ModifyIndex (or the
+  node's address) moved, so a read costs O(changes) here beyond the decoding.
 
 Why the node and not one ``/v1/health/service/<name>`` per service (the first design): with
 thousands of services that held one connection and one query per service (~6.7k per
@@ -56,6 +57,7 @@ from federation.consul.api import ClientFactory, ConsulApi, ConsulError
 from federation.consul.blocking import Backoff, Pacer, changed, next_index
 from federation.consul.liveness import Liveness
 from federation.consul.metrics import ImportMetrics
+from federation.consul.node_read import NodeInfo, NodeService, NodeServices
 from federation.consul.records import (
     EXPORT_TAG,
     HEARTBEAT_SERVICE,
@@ -277,7 +279,7 @@ class Importer:
         api = self._api
         assert api is not None
 
-        def handle(sent: int, got: int, data: dict[str, Any] | None) -> None:
+        def handle(sent: int, got: int, data: NodeServices | None) -> None:
             if changed(sent, got):
                 self._on_node(node, data)
             if self._unread is not None and node in self._unread:
@@ -299,25 +301,22 @@ class Importer:
                 del self._watchers[node]
                 self.metrics.watched = len(self._watchers)
 
-    def _on_node(self, node: str, data: dict[str, Any] | None) -> None:
+    def _on_node(self, node: str, data: NodeServices | None) -> None:
         cluster = self._nodes.get(node, "")
         if data is None:
             self._seen.pop(node, None)
             self._apply(node, {})
             return
-        info: Mapping[str, Any] = data.get("Node") or {}
-        services: Mapping[str, Any] = data.get("Services") or {}
+        info = data.Node or NodeInfo()
         before = self._seen.get(node, {})
         now: dict[str, _Seen] = {}
-        address = info.get("Address")
-        for sid, svc in services.items():
-            if not isinstance(svc, Mapping):
+        address = info.Address
+        for sid, svc in (data.Services or {}).items():
+            if EXPORT_TAG not in (svc.Tags or ()) or sid == HEARTBEAT_SERVICE:
                 continue
-            if EXPORT_TAG not in (svc.get("Tags") or ()) or sid == HEARTBEAT_SERVICE:
-                continue
-            stamp = (svc.get("ModifyIndex"), svc.get("CreateIndex"), address)
+            stamp = (svc.ModifyIndex, svc.CreateIndex, address)
             seen = before.get(sid)
-            if seen is None or seen.stamp != stamp or stamp[0] is None:
+            if seen is None or seen.stamp != stamp or not svc.ModifyIndex:
                 seen = _Seen(stamp, self._parse(cluster, node, info, svc))
             now[sid] = seen
         self._seen[node] = now
@@ -328,12 +327,11 @@ class Importer:
                 out.setdefault(key, imp)
         self._apply(node, out)
 
-    def _parse(
-        self, cluster: str, node: str, info: Mapping[str, Any], svc: Mapping[str, Any]
-    ) -> _Parsed:
-        name = str(svc.get("Service") or "")
+    def _parse(self, cluster: str, node: str, info: NodeInfo, svc: NodeService) -> _Parsed:
+        name = svc.Service
+        entry = {"Node": {"Node": info.Node, "Address": info.Address}, "Service": svc.as_entry()}
         try:
-            found = imported_from_entry({"Node": info, "Service": svc, "Checks": []}, self.cluster)
+            found = imported_from_entry(entry, self.cluster)
         except (ValueError, TypeError, AttributeError) as exc:
             self.metrics.bad_entries += 1
             log.warning("skipping %s on node %s: %s", name, node, exc)

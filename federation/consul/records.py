@@ -20,6 +20,7 @@ The cluster's node ``isthmus-<cluster>`` has the east-west gateway's address and
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -68,14 +69,23 @@ class ClusterIdentity:
 
 
 def ports_json(ports: Iterable[ServicePort]) -> str:
+    return _ports_json(tuple(ports))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ports_json(ports: tuple[ServicePort, ...]) -> str:
+    """Cached: most services share a handful of port layouts."""
     return json.dumps(
         [{"name": p.name, "port": p.port, "appProtocol": p.app_protocol} for p in ports],
         separators=(",", ":"),
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ports(text: str) -> tuple[ServicePort, ...]:
-    """The ``isthmus-ports`` Meta value; ValueError when it is not the documented shape."""
+    """The ``isthmus-ports`` Meta value; ValueError when it is not the documented shape.
+    Cached: most services share a handful of port layouts, and an importer parses every
+    service of a remote cluster once (the result is immutable)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:

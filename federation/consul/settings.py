@@ -40,12 +40,12 @@ class SyncSettings:
     blocking_wait_s: int = 60
     min_query_interval_s: float = 0.05
     # The same for the importer's node reads (one per remote cluster, each answer holding
-    # every service that cluster exports: ~1.3 MB of JSON at 3,300 services). While a
-    # cluster writes many services they would return after every write, and decoding them
-    # took 70% of a controller's CPU at 0.2 s; this bounds them to one read a second. A
-    # single change is not delayed: the query before it was blocking, so it started long
-    # ago.
-    import_min_interval_s: float = 1.0
+    # every service that cluster exports: ~1.8 MB of JSON at 3,300 services). While a
+    # cluster writes many services they would return after every write; this bounds them
+    # to two reads a second per remote cluster (each ~6 ms of decoding at that size, see
+    # node_read.py), so the last writes of a burst are read at most 0.5 s late. A single
+    # change is not delayed: the query before it was blocking, so it started long ago.
+    import_min_interval_s: float = 0.5
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
 

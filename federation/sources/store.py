@@ -13,9 +13,10 @@ compiler (``resources``) and the controller (``synced``, ``wait_changed``, ``pro
   the list no longer has and updates only what changed.
 - ``synced`` is set once every name passed to :meth:`ObjectStore.expect` (one per kind per
   source) was passed to :meth:`ObjectStore.mark_synced`; it is never cleared.
-- :meth:`ObjectStore.resources` validates the configuration kinds through
-  ``gateway.config.loader.load_objects``, one object at a time with the result cached until the
-  object changes; invalid objects are logged once, listed in ``problems()`` and skipped.
+- :meth:`ObjectStore.resources` validates the configuration kinds as
+  ``gateway.config.loader.load_objects`` does (``federation.sources.validation``), one object
+  at a time with the result cached until the object changes; invalid objects are logged
+  once, listed in ``problems()`` and skipped.
 
 Not thread-safe: call it from the event loop only (the Kubernetes source's threads hand their
 events over with ``loop.call_soon_threadsafe``).
@@ -31,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from federation.sources.kinds import is_namespaced
+from federation.sources.validation import validate_one
 from gateway.config.errors import Problem
 from gateway.config.kinds import KINDS, Object, ProxySettings
-from gateway.config.loader import load_objects
 from gateway.config.resources import ObjectKey, Origin, Resources, key_of
 
 log = logging.getLogger(__name__)
@@ -301,15 +302,10 @@ class ObjectStore:
 
 
 def _validate(entry: _Entry) -> None:
-    problems: list[Problem] = []
     try:
-        loaded = load_objects([entry.obj], entry.origin, problems)
+        entry.valid, entry.location, entry.problems = validate_one(entry.obj, entry.origin)
     except Exception as exc:  # a loader bug must not stop the controller
         log.exception("validating %s failed", entry.origin)
-        problems.append(Problem(entry.origin, f"cannot validate: {exc}"))
-        loaded = Resources()
+        entry.valid, entry.location = None, None
+        entry.problems = (Problem(entry.origin, f"cannot validate: {exc}"),)
     entry.checked = True
-    entry.problems = tuple(problems)
-    if loaded.objects:
-        entry.valid = loaded.objects[0]
-        entry.location = next(iter(loaded.origins.values()))
