@@ -266,6 +266,8 @@ async def latency_phase(
                 f"proxies, first {dec[0] * 1000 if dec else 0:.0f} ms, last {worst}")  # fmt: skip
             await asyncio.sleep(spacing_s)
         out["snapshot_bytes_max"] = fleet.bytes_max
+        out["deltas_applied"] = fleet.deltas
+        out["delta_bytes_max"] = fleet.delta_bytes_max
         if fleet.decode_s:
             ds = sorted(fleet.decode_s)
             out["decode_ms_p50"] = round(1000 * ds[len(ds) // 2], 2)
@@ -504,7 +506,8 @@ def render(res: dict[str, Any]) -> str:
     if lat.get("snapshot_converged_s") is not None:
         lines.append(f"    full snapshot at every proxy {lat['snapshot_converged_s']}s after the "
                      f"start ({lat.get('snapshot_bytes_max', 0) / 1e6:.1f} MB, decode p50 "
-                     f"{lat.get('decode_ms_p50', 0)} ms)")  # fmt: skip
+                     f"{lat.get('decode_ms_p50', 0)} ms); then {lat.get('deltas_applied', 0)} "
+                     f"deltas applied (largest {lat.get('delta_bytes_max', 0) / 1e3:.1f} kB)")  # fmt: skip
     s = res.get("latency_summary")
     if s:
 
