@@ -507,7 +507,8 @@ def render(res: dict[str, Any]) -> str:
         lines.append(f"    full snapshot at every proxy {lat['snapshot_converged_s']}s after the "
                      f"start ({lat.get('snapshot_bytes_max', 0) / 1e6:.1f} MB, decode p50 "
                      f"{lat.get('decode_ms_p50', 0)} ms); then {lat.get('deltas_applied', 0)} "
-                     f"deltas applied (largest {lat.get('delta_bytes_max', 0) / 1e3:.1f} kB)")  # fmt: skip
+                     f"deltas applied (largest "
+                     f"{lat.get('delta_bytes_max', 0) / 1e3:.1f} kB)")  # fmt: skip
     s = res.get("latency_summary")
     if s:
 
