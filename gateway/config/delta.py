@@ -44,7 +44,8 @@ class DeltaMismatch(Exception):
 
 class Indexed:
     """A snapshot with the digest of each of its clusters, by name (computed once), and the
-    cluster names in order."""
+    cluster names in order. ``clusters`` and ``digests`` are kept in that order too, so that
+    the snapshot's cluster tuple and its version come from their values without lookups."""
 
     __slots__ = ("clusters", "digests", "names", "snapshot")
 
@@ -56,13 +57,14 @@ class Indexed:
         names: list[str] | None = None,
     ) -> None:
         self.snapshot = snapshot
-        self.clusters = clusters if clusters is not None else snapshot.cluster_map()
-        self.digests = (
-            digests
-            if digests is not None
-            else {name: cluster_digest(c) for name, c in self.clusters.items()}
-        )
-        self.names = names if names is not None else sorted(self.clusters)
+        found = clusters if clusters is not None else snapshot.cluster_map()
+        self.names = names if names is not None else sorted(found)
+        self.clusters = found if list(found) == self.names else {n: found[n] for n in self.names}
+        if digests is None:
+            digests = {name: cluster_digest(c) for name, c in self.clusters.items()}
+        elif list(digests) != self.names:
+            digests = {n: digests[n] for n in self.names}
+        self.digests = digests
 
     @property
     def version(self) -> str:
@@ -89,6 +91,9 @@ class Indexed:
             clusters[name] = cluster
             shared.append(cluster)
         names = sorted(clusters)
+        if list(clusters) != names:
+            clusters = {n: clusters[n] for n in names}
+            digests = {n: digests[n] for n in names}
         body = msgspec.structs.replace(snapshot, clusters=tuple(shared))
         body = msgspec.structs.replace(body, version=content_version(body, digests, names))
         return cls(body, digests, clusters, names)
@@ -118,23 +123,29 @@ def apply(current: Indexed, delta: SnapshotDelta) -> Indexed:
         raise DeltaMismatch(f"delta from {delta.base} does not apply to {current.version}")
     clusters = dict(current.clusters)
     digests = dict(current.digests)
-    names = list(current.names)
-    for name in delta.removed:
-        if clusters.pop(name, None) is None:
-            raise DeltaMismatch(f"delta removes cluster {name!r}, which {delta.base} lacks")
-        del digests[name]
-        del names[bisect.bisect_left(names, name)]
-    for cluster in delta.clusters:
-        name = cluster.name
-        if name not in clusters:
+    names = current.names
+    added = [c.name for c in delta.clusters if c.name not in clusters]
+    if delta.removed or added:
+        names = list(names)
+        for name in delta.removed:
+            if clusters.pop(name, None) is None:
+                raise DeltaMismatch(f"delta removes cluster {name!r}, which {delta.base} lacks")
+            del digests[name]
+            del names[bisect.bisect_left(names, name)]
+        for name in added:
             bisect.insort(names, name)
-        clusters[name] = cluster
-        digests[name] = cluster_digest(cluster)
+    for cluster in delta.clusters:
+        clusters[cluster.name] = cluster  # an existing name keeps its place
+        digests[cluster.name] = cluster_digest(cluster)
+    if added:  # new names went to the end of the mappings: put them back in name order
+        clusters = {n: clusters[n] for n in names}
+        digests = {n: digests[n] for n in names}
     version = content_version(delta.head, digests, names)
     if version != delta.version:
         raise DeltaMismatch(f"delta to {delta.version} gives content version {version}")
-    ordered = tuple([clusters[name] for name in names])
-    snapshot = msgspec.structs.replace(delta.head, version=version, clusters=ordered)
+    snapshot = msgspec.structs.replace(
+        delta.head, version=version, clusters=tuple(clusters.values())
+    )
     return Indexed(snapshot, digests, clusters, names)
 
 
