@@ -185,9 +185,14 @@ def test_outlier_ejection_and_growing_return(setup: Setup) -> None:
             return client.metric("isthmus_outlier_ejections_total", cluster_name="default/od:80")
 
         def eject() -> float:
+            # Timed from before the requests that cause the ejection: the ejection happens
+            # after this instant, so the time until the endpoint returns is a true lower
+            # bound of the ejection time (timing from when the metric is seen would take the
+            # observation's own delay off it).
+            started = time.monotonic()
             n = ejections()
             until(lambda: client.get("od.test") is not None and ejections() > n, "an ejection")
-            return time.monotonic()
+            return started
 
         t = eject()
         before = bad.requests
