@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.error
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,6 +64,7 @@ from bench.procs import (
     pinned,
     wait_http,
 )
+from gateway.process import eventloop
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTERS = ("east", "west", "north")
@@ -378,7 +379,9 @@ def run(
         affinity = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {load_cpu})
         try:
-            lat = _run_fast(latency_phase(
+            # uvloop: the 100 proxies share one process on one core (real ones each have
+            # their own), so the harness's own HTTP overhead should weigh as little as it can.
+            lat = eventloop.run(latency_phase(
                 kube, urls[subscribed], proxies, changes, expected_clustersets, spacing_s,
                 change_timeout_s, t0))  # fmt: skip
         finally:
@@ -406,17 +409,6 @@ def run(
         sup.stop(p)
     result["targets"] = targets(result)
     return result
-
-
-def _run_fast(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """The simulated proxies' loop, on uvloop when it is installed: the 100 proxies share
-    one process on one core (real ones each have their own), so the harness's own HTTP
-    overhead should be as small as it can be, not what the figure measures."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def _final_metrics(url: str, proc: Proc) -> dict[str, float]:

@@ -131,7 +131,6 @@ class SnapshotHub:
         self._compiled: dict[Shape, _Compiled] = {}
         self._history = history
         self._cache = CompileCache()  # what the next compilation may reuse
-        self._deltas: dict[tuple[str, str], bytes] = {}  # (base, version) -> encoded delta
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -216,25 +215,24 @@ class SnapshotHub:
         while len(history) > self._history:
             del history[next(iter(history))]
 
-    def delta_body(self, info: ProxyInfo, base: str, snapshot: Snapshot) -> bytes | None:
-        """The encoded :class:`~gateway.config.delta.SnapshotDelta` from ``base`` to
-        ``snapshot`` (``info``'s current one), or None when ``base`` is not a recent version
-        of ``info``'s snapshot (the proxy then gets the whole snapshot). Proxies of one shape
-        move between the same versions, so each delta is encoded once."""
+    def delta_pair(
+        self, info: ProxyInfo, base: str, snapshot: Snapshot
+    ) -> tuple[Indexed, Indexed] | None:
+        """``base`` and ``snapshot`` (``info``'s current one), indexed, when ``base`` is a
+        recent version of ``info``'s snapshot; None when it is not (the proxy then gets the
+        whole snapshot)."""
         entry = self._refresh(info.shape())
         old = entry.history.get(base)
         new = entry.indexed
         if old is None or new is None or new.snapshot is not snapshot or base == new.version:
             return None
-        key = (base, new.version)
-        body = self._deltas.get(key)
-        if body is None:
-            body = encode_delta(diff(old, new))
-            if len(self._deltas) >= 4 * self._history:
-                del self._deltas[next(iter(self._deltas))]
-            self._deltas[key] = body
-            self.stats.deltas += 1
-        return body
+        return old, new
+
+    def encode_delta(self, old: Indexed, new: Indexed) -> bytes:
+        """The :class:`~gateway.config.delta.SnapshotDelta` from ``old`` to ``new``, encoded
+        (the server encodes each once: proxies of one shape move between the same versions)."""
+        self.stats.deltas += 1
+        return encode_delta(diff(old, new))
 
     def snapshot_for(self, info: ProxyInfo) -> Snapshot | None:
         """The snapshot ``info`` should run now (None before the first good compilation)."""

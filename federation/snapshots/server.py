@@ -127,10 +127,11 @@ def build_app(hub: SnapshotHub, *, require_peer: bool = False) -> Starlette:
         snapshot = await hub.poll(info, known, wait_s)
         if snapshot is not None:
             headers = {VERSION_HEADER: snapshot.version}
-            delta = hub.delta_body(info, known, snapshot) if wants_delta and known else None
-            if delta is not None:
+            pair = hub.delta_pair(info, known, snapshot) if wants_delta and known else None
+            if pair is not None:
                 headers[DELTA_BASE_HEADER] = known
-                body = bodies.get(f"{known}>{snapshot.version}", lambda: delta)
+                old, new = pair
+                body = bodies.get(f"{known}>{snapshot.version}", lambda: hub.encode_delta(old, new))
             else:
                 body = bodies.get(snapshot.version, lambda: encode(snapshot))
             return reply(request, body, headers)

@@ -57,14 +57,17 @@ class Indexed:
         names: list[str] | None = None,
     ) -> None:
         self.snapshot = snapshot
-        found = clusters if clusters is not None else snapshot.cluster_map()
-        self.names = names if names is not None else sorted(found)
-        self.clusters = found if list(found) == self.names else {n: found[n] for n in self.names}
-        if digests is None:
-            digests = {name: cluster_digest(c) for name, c in self.clusters.items()}
-        elif list(digests) != self.names:
-            digests = {n: digests[n] for n in self.names}
-        self.digests = digests
+        # Given parts come from versioned() or apply(), which keep them in name order.
+        if clusters is None:
+            found = snapshot.cluster_map()
+            clusters = {n: found[n] for n in sorted(found)}
+        self.clusters = clusters
+        self.names = names if names is not None else list(clusters)
+        self.digests = (
+            digests
+            if digests is not None
+            else {name: cluster_digest(c) for name, c in clusters.items()}
+        )
 
     @property
     def version(self) -> str:
@@ -79,7 +82,6 @@ class Indexed:
         digests: dict[str, bytes] = {}
         old_clusters = previous.clusters if previous is not None else {}
         old_digests = previous.digests if previous is not None else {}
-        shared: list[Cluster] = []
         for cluster in snapshot.clusters:
             name = cluster.name
             old = old_clusters.get(name)
@@ -89,12 +91,11 @@ class Indexed:
             else:
                 digests[name] = cluster_digest(cluster)
             clusters[name] = cluster
-            shared.append(cluster)
         names = sorted(clusters)
         if list(clusters) != names:
             clusters = {n: clusters[n] for n in names}
             digests = {n: digests[n] for n in names}
-        body = msgspec.structs.replace(snapshot, clusters=tuple(shared))
+        body = msgspec.structs.replace(snapshot, clusters=tuple(clusters.values()))
         body = msgspec.structs.replace(body, version=content_version(body, digests, names))
         return cls(body, digests, clusters, names)
 

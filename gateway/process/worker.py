@@ -18,7 +18,7 @@ import socket
 import sys
 
 from gateway.config import snapshot as snapshot_mod
-from gateway.process import control
+from gateway.process import control, eventloop
 from gateway.process.credentials import CredentialsRefused, decode_credentials
 from gateway.proxy.engine import ApplyError, Engine
 
@@ -108,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(control_fd: int) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        return asyncio.run(serve(control_fd))
-    return uvloop.run(serve(control_fd))
+    return eventloop.run(serve(control_fd))
 
 
 if __name__ == "__main__":

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import ssl
 import sys
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine
-from typing import Any
 
 from isthmus.commands.gateway import _hostport
 
@@ -94,7 +91,9 @@ def _run(args: argparse.Namespace) -> int:
         tls_files=(args.cert, args.key, args.bundle) if given else None,
     )
     try:
-        return _run_loop(run_until_signalled(config))
+        from gateway.process import eventloop
+
+        return eventloop.run(run_until_signalled(config))
     except Exception as exc:  # a clear line rather than a traceback for setup errors
         print(f"isthmus federation run: {exc}", file=sys.stderr)
         if isinstance(exc, BaseExceptionGroup):  # name what failed, not just "a TaskGroup"
@@ -105,15 +104,6 @@ def _run(args: argparse.Namespace) -> int:
                 trace = "".join(traceback.format_exception(leaf))
                 print("    " + trace.rstrip().replace("\n", "\n    "), file=sys.stderr)
         return 1
-
-
-def _run_loop(main: Coroutine[Any, Any, int]) -> int:
-    """``main`` on uvloop when it is installed (as the proxy's workers run), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def _status(args: argparse.Namespace) -> int:
