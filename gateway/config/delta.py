@@ -9,19 +9,25 @@ a :class:`SnapshotDelta`: the new snapshot's non-cluster parts (ports, limits, n
 telemetry: small), the clusters added or changed, and the names of the clusters removed.
 
 The proxy rebuilds the full snapshot with :func:`apply` and checks it: the result's version
-(:func:`gateway.config.snapshot.content_version`, a hash over each cluster's digest) must be
-the one the delta names, or :class:`DeltaMismatch` is raised and the proxy asks for the
-whole snapshot instead. :class:`Indexed` keeps a snapshot with the digest of each cluster, so
-the check hashes only the clusters that changed.
+(:func:`gateway.config.snapshot.content_version`, a hash over the sum of the clusters'
+digests) must be the one the delta names, or :class:`DeltaMismatch` is raised and the proxy
+asks for the whole snapshot instead. :class:`Indexed` keeps a snapshot with the digest of
+each cluster and their sum, so the check hashes only the clusters that changed.
 """
 
 from __future__ import annotations
 
-import bisect
-
 import msgspec
 
-from gateway.config.snapshot import Cluster, Snapshot, Struct, cluster_digest, content_version
+from gateway.config.snapshot import (
+    Cluster,
+    Snapshot,
+    Struct,
+    add_digests,
+    cluster_digest,
+    content_version,
+    digest_sum,
+)
 
 
 class SnapshotDelta(Struct, frozen=True):
@@ -43,31 +49,25 @@ class DeltaMismatch(Exception):
 
 
 class Indexed:
-    """A snapshot with the digest of each of its clusters, by name (computed once), and the
-    cluster names in order. ``clusters`` and ``digests`` are kept in that order too, so that
-    the snapshot's cluster tuple and its version come from their values without lookups."""
+    """A snapshot with each of its clusters and their digests by name (computed once), and
+    the sum of those digests (:func:`~gateway.config.snapshot.digest_sum`), so that a delta
+    updates the version from the clusters that changed alone."""
 
-    __slots__ = ("clusters", "digests", "names", "snapshot")
+    __slots__ = ("clusters", "digest_total", "digests", "snapshot")
 
     def __init__(
         self,
         snapshot: Snapshot,
         digests: dict[str, bytes] | None = None,
         clusters: dict[str, Cluster] | None = None,
-        names: list[str] | None = None,
+        digest_total: int | None = None,
     ) -> None:
         self.snapshot = snapshot
-        # Given parts come from versioned() or apply(), which keep them in name order.
-        if clusters is None:
-            found = snapshot.cluster_map()
-            clusters = {n: found[n] for n in sorted(found)}
-        self.clusters = clusters
-        self.names = names if names is not None else list(clusters)
-        self.digests = (
-            digests
-            if digests is not None
-            else {name: cluster_digest(c) for name, c in clusters.items()}
-        )
+        self.clusters = clusters if clusters is not None else snapshot.cluster_map()
+        if digests is None:
+            digests = {name: cluster_digest(c) for name, c in self.clusters.items()}
+        self.digests = digests
+        self.digest_total = digest_total if digest_total is not None else digest_sum(digests)
 
     @property
     def version(self) -> str:
@@ -82,6 +82,8 @@ class Indexed:
         digests: dict[str, bytes] = {}
         old_clusters = previous.clusters if previous is not None else {}
         old_digests = previous.digests if previous is not None else {}
+        added: list[bytes] = []
+        replaced: list[bytes] = []
         for cluster in snapshot.clusters:
             name = cluster.name
             old = old_clusters.get(name)
@@ -89,15 +91,19 @@ class Indexed:
                 cluster = old
                 digests[name] = old_digests[name]
             else:
-                digests[name] = cluster_digest(cluster)
+                digest = digests[name] = cluster_digest(cluster)
+                added.append(digest)
+                if old is not None:
+                    replaced.append(old_digests[name])
             clusters[name] = cluster
-        names = sorted(clusters)
-        if list(clusters) != names:
-            clusters = {n: clusters[n] for n in names}
-            digests = {n: digests[n] for n in names}
+        if previous is None or len(clusters) != len(snapshot.clusters):
+            total = digest_sum(digests)  # first version, or a name twice: count from scratch
+        else:
+            gone = [old_digests[n] for n in old_digests.keys() - digests.keys()]
+            total = add_digests(previous.digest_total, added, replaced + gone)
         body = msgspec.structs.replace(snapshot, clusters=tuple(clusters.values()))
-        body = msgspec.structs.replace(body, version=content_version(body, digests, names))
-        return cls(body, digests, clusters, names)
+        body = msgspec.structs.replace(body, version=content_version(body, total))
+        return cls(body, digests, clusters, total)
 
 
 def diff(old: Indexed, new: Indexed) -> SnapshotDelta:
@@ -108,7 +114,7 @@ def diff(old: Indexed, new: Indexed) -> SnapshotDelta:
         for name, digest in new.digests.items()
         if old_digests.get(name) != digest
     )
-    removed = tuple(sorted(name for name in old_digests if name not in new.digests))
+    removed = tuple(sorted(old_digests.keys() - new.digests.keys()))
     return SnapshotDelta(
         base=old.version,
         version=new.version,
@@ -119,35 +125,39 @@ def diff(old: Indexed, new: Indexed) -> SnapshotDelta:
 
 
 def apply(current: Indexed, delta: SnapshotDelta) -> Indexed:
-    """The snapshot ``delta`` describes, built on ``current``; checked against its version."""
+    """The snapshot ``delta`` describes, built on ``current``; checked against its version.
+
+    Its cost grows with the clusters in the delta, plus two copies of the name mappings
+    (the snapshot held stays whole until the new one is checked)."""
     if delta.base != current.version:
         raise DeltaMismatch(f"delta from {delta.base} does not apply to {current.version}")
     clusters = dict(current.clusters)
     digests = dict(current.digests)
-    names = current.names
-    added = [c.name for c in delta.clusters if c.name not in clusters]
-    if delta.removed or added:
-        names = list(names)
-        for name in delta.removed:
-            if clusters.pop(name, None) is None:
-                raise DeltaMismatch(f"delta removes cluster {name!r}, which {delta.base} lacks")
-            del digests[name]
-            del names[bisect.bisect_left(names, name)]
-        for name in added:
-            bisect.insort(names, name)
+    added: list[bytes] = []
+    dropped: list[bytes] = []
+    for name in delta.removed:
+        digest = digests.pop(name, None)
+        if digest is None:
+            raise DeltaMismatch(f"delta removes cluster {name!r}, which {delta.base} lacks")
+        del clusters[name]
+        dropped.append(digest)
     for cluster in delta.clusters:
-        clusters[cluster.name] = cluster  # an existing name keeps its place
-        digests[cluster.name] = cluster_digest(cluster)
-    if added:  # new names went to the end of the mappings: put them back in name order
-        clusters = {n: clusters[n] for n in names}
-        digests = {n: digests[n] for n in names}
-    version = content_version(delta.head, digests, names)
+        name = cluster.name
+        digest = cluster_digest(cluster)
+        old = digests.get(name)
+        if old is not None:
+            dropped.append(old)
+        digests[name] = digest
+        clusters[name] = cluster  # an existing name keeps its place, a new one goes last
+        added.append(digest)
+    total = add_digests(current.digest_total, added, dropped)
+    version = content_version(delta.head, total)
     if version != delta.version:
         raise DeltaMismatch(f"delta to {delta.version} gives content version {version}")
     snapshot = msgspec.structs.replace(
         delta.head, version=version, clusters=tuple(clusters.values())
     )
-    return Indexed(snapshot, digests, clusters, names)
+    return Indexed(snapshot, digests, clusters, total)
 
 
 def encode_delta(delta: SnapshotDelta) -> bytes:

@@ -12,6 +12,7 @@ Names follow the Gateway API where one exists. Units are in field names.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import msgspec
@@ -587,7 +588,7 @@ class Snapshot(Struct, frozen=True):
     def with_version(self) -> Snapshot:
         """Return a copy whose ``version`` is the hash of its content."""
         digests = {c.name: cluster_digest(c) for c in self.clusters}
-        return msgspec.structs.replace(self, version=content_version(self, digests))
+        return msgspec.structs.replace(self, version=content_version(self, digest_sum(digests)))
 
     def cluster_map(self) -> dict[str, Cluster]:
         return {c.name: c for c in self.clusters}
@@ -601,26 +602,40 @@ def cluster_digest(cluster: Cluster) -> bytes:
     return hashlib.sha256(_ENCODER.encode(cluster)).digest()
 
 
-def content_version(
-    snapshot: Snapshot, digests: dict[str, bytes], names: list[str] | None = None
-) -> str:
-    """The version of ``snapshot``'s content, given the digest of each of its clusters by name.
+# The clusters' digests are added up modulo 2**256 (a multiset hash): the sum does not
+# depend on the clusters' order, and a proxy that receives only the clusters that changed
+# (``gateway.config.delta``) updates it by subtracting the old digests and adding the new
+# ones, without touching the thousands of clusters that stayed. The version guards against
+# a delta applied to the wrong base or damaged on the way, not against a forger: the
+# snapshot itself arrives over the controller's authenticated channel.
+_SUM_BITS = 256
+_SUM_MASK = (1 << _SUM_BITS) - 1
 
-    The hash covers everything but the clusters directly, then each cluster's digest in name
-    order (cluster order carries no meaning: a proxy looks clusters up by name). So a proxy
-    that receives only the clusters that changed (``gateway.config.delta``) checks the whole
-    result by hashing the changed clusters, not all of them again. ``names``: the keys of
-    ``digests`` already sorted, when the caller keeps them so.
+
+def digest_value(digest: bytes) -> int:
+    """A cluster digest as a term of :func:`digest_sum`."""
+    return int.from_bytes(digest, "big")
+
+
+def digest_sum(digests: Mapping[str, bytes]) -> int:
+    """The sum of the clusters' digests (by name), the clusters' part of the version."""
+    return sum(map(digest_value, digests.values())) & _SUM_MASK
+
+
+def add_digests(total: int, added: Iterable[bytes], removed: Iterable[bytes]) -> int:
+    """``total`` with the ``added`` digests counted and the ``removed`` ones taken out."""
+    return (total + sum(map(digest_value, added)) - sum(map(digest_value, removed))) & _SUM_MASK
+
+
+def content_version(snapshot: Snapshot, clusters_sum: int) -> str:
+    """The version of ``snapshot``'s content, given the :func:`digest_sum` of its clusters.
+
+    The hash covers everything but the clusters directly, then the sum of the clusters'
+    digests (cluster order carries no meaning: a proxy looks clusters up by name).
     """
     head = _ENCODER.encode(msgspec.structs.replace(snapshot, version="", clusters=()))
     hasher = hashlib.sha256(head)
-    if names is not None and list(digests) == names:
-        # ``digests`` is itself in name order (``gateway.config.delta`` keeps it so): its
-        # values need no lookups.
-        hasher.update(b"".join(digests.values()))
-    else:
-        order = names if names is not None else sorted(digests)
-        hasher.update(b"".join([digests[name] for name in order]))
+    hasher.update(clusters_sum.to_bytes(_SUM_BITS // 8, "big"))
     return hasher.hexdigest()[:16]
 
 

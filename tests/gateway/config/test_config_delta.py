@@ -3,6 +3,8 @@ delta that does not rebuild the version it names."""
 
 from __future__ import annotations
 
+import random
+
 import msgspec
 import pytest
 
@@ -54,7 +56,8 @@ def test_a_delta_carries_only_what_changed_and_rebuilds_the_new_snapshot() -> No
     assert rebuilt.version == new.version
     assert rebuilt.snapshot.cluster_map() == new_snapshot.cluster_map()
     assert rebuilt.snapshot.limits == new_snapshot.limits
-    assert [c.name for c in rebuilt.snapshot.clusters] == sorted(new.clusters)
+    assert sorted(c.name for c in rebuilt.snapshot.clusters) == sorted(new.clusters)
+    assert len(rebuilt.snapshot.clusters) == len(new_snapshot.clusters)
 
 
 def test_versioned_shares_the_unchanged_clusters_with_the_previous_snapshot() -> None:
@@ -98,3 +101,30 @@ def test_unknown_fields_in_a_delta_are_refused() -> None:
     with pytest.raises(msgspec.ValidationError, match="extra"):
         decode_delta(msgspec.json.encode(body))
     assert isinstance(decode_delta(encode_delta(diff(old, old))), SnapshotDelta)
+
+
+def test_a_chain_of_deltas_keeps_the_version_of_a_full_compile() -> None:
+    # Each step adds, changes and removes clusters; the version a proxy computes by applying
+    # the deltas one after the other (the digests added and taken out of the running sum)
+    # must stay the one the controller computes from the whole snapshot.
+    rng = random.Random(7)
+    live = {f"ns/s{i}:80": cluster(f"ns/s{i}:80", f"10.0.0.{i}") for i in range(40)}
+    held = Indexed(snap(*live.values()))
+    controller = Indexed.versioned(snap(*live.values()))
+    for step in range(30):
+        for name in rng.sample(sorted(live), 3):
+            del live[name]
+        for name in rng.sample(sorted(live), 3):
+            live[name] = cluster(name, f"10.{step}.{rng.randrange(256)}.1")
+        for i in range(3):
+            name = f"ns/new{step}-{i}:80"
+            live[name] = cluster(name, "10.9.0.1")
+        shuffled = list(live.values())
+        rng.shuffle(shuffled)
+        full = snap(*shuffled)
+        new = Indexed.versioned(full, controller)
+        assert new.version == full.version
+        held = apply(held, decode_delta(encode_delta(diff(controller, new))))
+        assert held.version == full.version
+        assert held.snapshot.cluster_map() == live
+        controller = new
