@@ -57,13 +57,28 @@ is dropped; passthrough cannot add the mesh's mTLS).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from federation.model import ImportedService, ServicePort, service_sni
-from gateway.config.clusters import ClusterMemo, upstream_protocol
+from federation.model import ImportedService
+from federation.snapshots.clustersets import (
+    CLUSTER_LABEL,
+    Groups,
+    ImportIndex,
+    ImportKey,
+    ServiceKey,
+    by_name,
+    clusterset_cluster,
+    clusterset_cluster_name,
+    exporters_of,
+    gateway_endpoint,
+    group,
+    mesh_tls,
+    ports_of,
+    san,
+)
+from gateway.config.clusters import ClusterMemo
 from gateway.config.compile import compile_resources
 from gateway.config.errors import ConfigError, Problem
 from gateway.config.kinds import GRPCRoute, HTTPRoute
@@ -73,7 +88,6 @@ from gateway.config.resources import Resources, key_of
 from gateway.config.schema import item, join
 from gateway.config.snapshot import (
     Cluster,
-    Endpoint,
     HTTPRouteConfig,
     Listener,
     LocalityLb,
@@ -82,15 +96,10 @@ from gateway.config.snapshot import (
     RouteRule,
     Snapshot,
     UnresolvedRef,
-    UpstreamTls,
     WeightedBackend,
 )
 
-CLUSTER_LABEL = "topology.istio.io/cluster"
 ROLES = ("ingress",)
-
-ImportKey = tuple[str, str, str]
-"""(exporting cluster, namespace, name) of an imported service."""
 
 
 class ProxyInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,41 +117,53 @@ class ProxyInfo(msgspec.Struct, frozen=True, kw_only=True):
         return (self.role, self.namespace, self.workload, self.labels)
 
 
-_ClustersetKey = tuple[str, str, ServicePort, tuple[ImportedService, ...], str]
-
-
 class CompileCache:
     """What one compilation can reuse from the previous one: the local clusters of
-    unchanged Services (``ClusterMemo``) and the clusterset cluster of each unchanged
-    imported service port. The hub keeps one; :func:`compile_for` works without."""
+    unchanged Services (``ClusterMemo``), the imports grouped by service with their
+    clusterset clusters (``ImportIndex``), and each local cluster's failover endpoints while
+    neither it nor the imports of its Service changed. The hub keeps one; :func:`compile_for`
+    works without, and gives the same snapshot either way."""
 
     def __init__(self) -> None:
         self.local = ClusterMemo()
-        self._clustersets: dict[_ClustersetKey, Cluster] = {}
-        self._used: dict[_ClustersetKey, Cluster] = {}
+        self.imports: ImportIndex | None = None
+        # id(local cluster) -> (local cluster, its service, the group it saw, node cluster,
+        # domain, result)
+        self._failover: dict[int, _FailoverEntry] = {}
+        self._failover_used: dict[int, _FailoverEntry] = {}
 
-    def clusterset(
-        self,
-        namespace: str,
-        name: str,
-        port: ServicePort,
-        exporters: list[ImportedService],
-        domain: str,
-    ) -> Cluster:
-        key = (namespace, name, port, tuple(exporters), domain)
-        found = self._clustersets.get(key)
-        if found is None:
-            found = _clusterset_cluster(namespace, name, port, exporters, domain)
-        self._used[key] = found
+    def index(self, cluster: str, domain: str) -> ImportIndex:
+        found = self.imports
+        if found is None or found.cluster != cluster or found.domain != domain:
+            found = self.imports = ImportIndex(cluster, domain)
         return found
 
+    def with_failover(
+        self, local: Cluster, remote: Groups, node: Node, here: str, domain: str
+    ) -> Cluster:
+        """:func:`_with_failover`, remembered. ``here``: ``node``'s cluster label."""
+        entry = self._failover.get(id(local))
+        if (
+            entry is not None
+            and entry[0] is local
+            and remote.get(entry[1]) is entry[2]
+            and entry[3] == here
+            and entry[4] == domain
+        ):
+            self._failover_used[id(local)] = entry
+            return entry[5]
+        parsed = _split_cluster_name(local.name)
+        service = (parsed[0], parsed[1]) if parsed is not None else ("", "")
+        result = _with_failover(local, remote, node, domain)
+        self._failover_used[id(local)] = (local, service, remote.get(service), here, domain, result)
+        return result
+
     def done(self) -> None:
-        """End of a compilation: forget the imports it did not use."""
-        self._clustersets, self._used = self._used, {}
+        """End of a compilation: forget the local clusters it did not use."""
+        self._failover, self._failover_used = self._failover_used, {}
 
 
-def clusterset_cluster_name(namespace: str, name: str, port: int) -> str:
-    return f"{namespace}/{name}.clusterset:{port}"
+_FailoverEntry = tuple[Cluster, ServiceKey, "list[ImportedService] | None", str, str, Cluster]
 
 
 def compile_for(
@@ -167,99 +188,33 @@ def compile_for(
     base = compile_resources(
         resources, versioned=False, memo=cache.local if cache is not None else None
     )
-    remote = _group(imports.values(), cluster)
     node = _node(base.node, cluster)
-    clusters = [_with_failover(c, remote, node, dns_domain) for c in base.clusters]
-    build = cache.clusterset if cache is not None else _clusterset_cluster
-    for (namespace, name), exporters in sorted(remote.items()):
-        for port in _ports(exporters):
-            clusters.append(build(namespace, name, port, exporters, dns_domain))
     if cache is not None:
+        index = cache.index(cluster, dns_domain)
+        index.update(imports)
+        remote: Groups = index.groups
+        here = dict(node.labels)[CLUSTER_LABEL]
+        clusters = [cache.with_failover(c, remote, node, here, dns_domain) for c in base.clusters]
         cache.done()
+        clustersets: Iterable[Cluster] = index.clusters
+    else:
+        remote = group(imports.values(), cluster)
+        clusters = [_with_failover(c, remote, node, dns_domain) for c in base.clusters]
+        clustersets = [
+            clusterset_cluster(namespace, name, port, exporters, dns_domain)
+            for (namespace, name), exporters in remote.items()
+            for port in ports_of(exporters)
+        ]
+    clusters.extend(clustersets)
     ports, unresolved = _redirect_backends(base, resources, remote)
     snapshot = msgspec.structs.replace(
         base,
         ports=ports,
-        clusters=tuple(sorted(clusters, key=lambda c: c.name)),
+        clusters=tuple(sorted(clusters, key=by_name)),
         node=node,
         unresolved=unresolved,
     )
     return snapshot.with_version() if versioned else snapshot
-
-
-# --- imported services ---------------------------------------------------------------------
-
-
-def _group(
-    imports: Iterable[ImportedService], cluster: str
-) -> dict[tuple[str, str], list[ImportedService]]:
-    """Imports by (namespace, name), each list sorted by exporting cluster; our own
-    cluster's entries are left out."""
-    grouped: dict[tuple[str, str], dict[str, ImportedService]] = defaultdict(dict)
-    for imp in imports:
-        if imp.cluster != cluster:
-            grouped[(imp.namespace, imp.name)][imp.cluster] = imp
-    return {key: [by[c] for c in sorted(by)] for key, by in grouped.items()}
-
-
-def _ports(exporters: list[ImportedService]) -> list[ServicePort]:
-    """Every port number any exporter offers, the first exporter's description winning."""
-    found: dict[int, ServicePort] = {}
-    for imp in exporters:
-        for port in imp.ports:
-            found.setdefault(port.port, port)
-    return [found[p] for p in sorted(found)]
-
-
-def _exporters_of(exporters: list[ImportedService], port: int) -> list[ImportedService]:
-    return [imp for imp in exporters if any(p.port == port for p in imp.ports)]
-
-
-def _locality(value: str) -> tuple[str | None, str | None, str | None]:
-    parts = [*value.split("/", 2), "", ""][:3]
-    return (parts[0] or None, parts[1] or None, parts[2] or None)
-
-
-def _san(imp: ImportedService) -> str:
-    return f"spiffe://{imp.trust_domain}/ns/{imp.namespace}/*"
-
-
-def _tls(namespace: str, name: str, port: int, sans: Iterable[str], domain: str) -> UpstreamTls:
-    return UpstreamTls(
-        mode="ISTIO_MUTUAL",
-        sni=service_sni(namespace, name, port, domain),
-        subject_alt_names=tuple(sorted(set(sans))),
-    )
-
-
-def _gateway_endpoint(imp: ImportedService, tls: UpstreamTls | None) -> Endpoint:
-    region, zone, subzone = _locality(imp.locality)
-    ready = imp.healthy and imp.ready_endpoints > 0
-    return Endpoint(
-        address=imp.gateway_address,
-        port=imp.gateway_port,
-        ready=ready,
-        serving=ready,
-        region=region,
-        zone=zone,
-        subzone=subzone,
-        labels=((CLUSTER_LABEL, imp.cluster),),
-        tls=tls,
-    )
-
-
-def _clusterset_cluster(
-    namespace: str, name: str, port: ServicePort, exporters: list[ImportedService], domain: str
-) -> Cluster:
-    serving = _exporters_of(exporters, port.port)
-    return Cluster(
-        name=clusterset_cluster_name(namespace, name, port.port),
-        protocol=upstream_protocol(port.app_protocol),
-        endpoints=tuple(_gateway_endpoint(imp, None) for imp in serving),
-        locality_lb=LocalityLb(),
-        tls=_tls(namespace, name, port.port, (_san(imp) for imp in serving), domain),
-        origin_cluster=",".join(imp.cluster for imp in serving),
-    )
 
 
 # --- local Services that other clusters export too -----------------------------------------
@@ -280,7 +235,7 @@ def _with_label(labels: tuple[tuple[str, str], ...], value: str) -> tuple[tuple[
 
 def _with_failover(
     local: Cluster,
-    remote: Mapping[tuple[str, str], list[ImportedService]],
+    remote: Groups,
     node: Node,
     domain: str,
 ) -> Cluster:
@@ -288,7 +243,7 @@ def _with_failover(
     if parsed is None:
         return local
     namespace, name, port = parsed
-    exporters = _exporters_of(remote.get((namespace, name), []), port)
+    exporters = exporters_of(remote.get((namespace, name), []), port)
     if not exporters:
         return local
     here = dict(node.labels)[CLUSTER_LABEL]
@@ -296,7 +251,7 @@ def _with_failover(
         msgspec.structs.replace(e, labels=_with_label(e.labels, here)) for e in local.endpoints
     )
     appended = tuple(
-        _gateway_endpoint(imp, _tls(namespace, name, port, [_san(imp)], domain))
+        gateway_endpoint(imp, mesh_tls(namespace, name, port, [san(imp)], domain))
         for imp in exporters
     )
     locality_lb = local.locality_lb or LocalityLb(failover_priority=(CLUSTER_LABEL,))
@@ -316,7 +271,7 @@ _Patches = dict[tuple[str, str, str], dict[tuple[int, int], str]]
 def _redirect_backends(
     base: Snapshot,
     resources: Resources,
-    remote: Mapping[tuple[str, str], list[ImportedService]],
+    remote: Groups,
 ) -> tuple[tuple[PortBinding, ...], tuple[UnresolvedRef, ...]]:
     """The port bindings with backendRefs to imported-only Services resolved, and the
     unresolved references less those."""
@@ -335,7 +290,7 @@ def _redirect_backends(
                 namespace = ref.namespace or route.namespace
                 if ref.port is None or (namespace, ref.name) in resolver.services:
                     continue
-                if not _exporters_of(remote.get((namespace, ref.name), []), ref.port):
+                if not exporters_of(remote.get((namespace, ref.name), []), ref.port):
                     continue
                 if not resolver.permitted(route, "Service", namespace, ref.name):
                     continue

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from federation.model import ImportedService
-from federation.snapshots.compile import CompileCache, ImportKey, ProxyInfo, compile_for
+from federation.snapshots.clustersets import ImportKey
+from federation.snapshots.compile import CompileCache, ProxyInfo, compile_for
 from federation.snapshots.debounce import Debouncer
 from federation.snapshots.registry import ProxyRegistry
 from gateway.config.delta import Indexed, diff, encode_delta
@@ -138,7 +139,13 @@ class SnapshotHub:
 
     def update(self, resources: Resources, imports: Mapping[ImportKey, ImportedService]) -> None:
         """New inputs; published after the debounce. Call from the hub's event loop."""
-        self._pending = (resources, dict(imports))
+        held = self._pending or self._inputs
+        if held is not None and held[1] == imports:
+            # The same imports: the very mapping the compile cache last saw, so that it
+            # knows them unchanged without comparing them again.
+            self._pending = (resources, held[1])
+        else:
+            self._pending = (resources, dict(imports))
         if self._pending_since is None:
             self._pending_since = self._clock()
         self._debouncer.poke()

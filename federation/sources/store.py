@@ -108,6 +108,7 @@ class _Entry:
     valid: Object | None = None
     location: Origin | None = None
     problems: tuple[Problem, ...] = ()
+    key: ObjectKey | None = None  # key_of(valid), kept: every new version lists them all
 
 
 class ObjectStore:
@@ -239,8 +240,8 @@ class ObjectStore:
                 if not entry.checked:
                     _validate(entry)
                 found.extend(entry.problems)
-                if entry.valid is not None and entry.location is not None:
-                    okey = key_of(entry.valid)
+                okey = entry.key
+                if entry.valid is not None and entry.location is not None and okey is not None:
                     objects[okey] = entry.valid
                     origins[okey] = entry.location
         settings = sorted(k for k in objects if k.kind == ProxySettings.kind_name)
@@ -304,6 +305,7 @@ class ObjectStore:
 def _validate(entry: _Entry) -> None:
     try:
         entry.valid, entry.location, entry.problems = validate_one(entry.obj, entry.origin)
+        entry.key = key_of(entry.valid) if entry.valid is not None else None
     except Exception as exc:  # a loader bug must not stop the controller
         log.exception("validating %s failed", entry.origin)
         entry.valid, entry.location = None, None

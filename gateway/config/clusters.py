@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from operator import attrgetter
 
 from gateway.config import endpoints
 from gateway.config.kinds.core import (
@@ -26,6 +27,9 @@ from gateway.config.kinds.core import (
 )
 from gateway.config.snapshot import Cluster, Endpoint, UpstreamProtocol
 from gateway.config.traffic_policy import TrafficPolicies
+
+
+_by_name = attrgetter("name")
 
 
 def cluster_name(namespace: str, service: str, port: int) -> str:
@@ -94,13 +98,16 @@ def build_clusters(
             built = tuple(_service_cluster(service, port, own) for port in service.spec.ports)
             if memo is not None:
                 memo.remember(service, own, built)
+        if not policies.chosen:
+            clusters.extend(built)
+            continue
         clusters.extend(
             policies.apply(service, port.port, cluster)
             for port, cluster in zip(service.spec.ports, built, strict=True)
         )
     if memo is not None:
         memo.keep_only(listed)
-    return tuple(sorted(clusters, key=lambda c: c.name))
+    return tuple(sorted(clusters, key=_by_name))
 
 
 def _service_cluster(service: Service, port: ServicePort, slices: list[EndpointSlice]) -> Cluster:

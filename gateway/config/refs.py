@@ -34,18 +34,9 @@ class Resolver:
 
     @classmethod
     def of(cls, resources: Resources) -> Resolver:
-        grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
-        for grant in resources.of_kind(ReferenceGrant):
-            grants[grant.namespace].append(grant)
-        return cls(
-            services={(s.namespace, s.name): s for s in resources.of_kind(Service)},
-            secrets={(s.namespace, s.name): s for s in resources.of_kind(Secret)},
-            grants=dict(grants),
-            extensions={
-                (o.kind_name, o.namespace, o.name): o
-                for o in (*resources.of_kind(RateLimit), *resources.of_kind(Fault))
-            },
-        )
+        services, secrets, grants, extensions = resources.derived("refs.Resolver", _indexes)
+        # Shared between the resolvers of one Resources: nothing here writes to them.
+        return cls(services=services, secrets=secrets, grants=grants, extensions=extensions)
 
     def note(self, source: Object, path: str, target: str, reason: str) -> None:
         self.unresolved.append(UnresolvedRef(str(key_of(source)), path, target, reason))
@@ -103,3 +94,26 @@ class Resolver:
 
 def _not_granted(namespace: str) -> str:
     return f"cross-namespace reference not permitted by any ReferenceGrant in {namespace}"
+
+
+_Indexes = tuple[
+    dict[tuple[str, str], Service],
+    dict[tuple[str, str], Secret],
+    dict[str, list[ReferenceGrant]],
+    dict[tuple[str, str, str], Object],
+]
+
+
+def _indexes(resources: Resources) -> _Indexes:
+    grants: dict[str, list[ReferenceGrant]] = defaultdict(list)
+    for grant in resources.of_kind(ReferenceGrant):
+        grants[grant.namespace].append(grant)
+    return (
+        {(s.namespace, s.name): s for s in resources.of_kind(Service)},
+        {(s.namespace, s.name): s for s in resources.of_kind(Secret)},
+        dict(grants),
+        {
+            (o.kind_name, o.namespace, o.name): o
+            for o in (*resources.of_kind(RateLimit), *resources.of_kind(Fault))
+        },
+    )

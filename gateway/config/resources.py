@@ -8,7 +8,7 @@ Each object remembers the file and line it came from, so that problems found whi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
@@ -16,6 +16,7 @@ from gateway.config.errors import Problem
 from gateway.config.kinds.meta import Object
 
 T = TypeVar("T", bound=Object)
+D = TypeVar("D")
 
 
 class ObjectKey(NamedTuple):
@@ -68,16 +69,40 @@ class Resources:
     objects: tuple[Object, ...] = ()
     origins: Mapping[ObjectKey, Origin] = field(default_factory=dict)
     # of_kind's answers: a compilation asks for each kind several times, and a controller's
-    # store holds tens of thousands of objects.
+    # store holds tens of thousands of objects, so they are sorted by type in one pass.
+    _by_type: dict[type, list[Object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     _by_kind: dict[type, tuple[Object, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Indexes that compilers derive from the objects alone (see :meth:`derived`).
+    _derived: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def of_kind(self, cls: type[T]) -> tuple[T, ...]:
         found = self._by_kind.get(cls)
         if found is None:
-            found = self._by_kind[cls] = tuple(o for o in self.objects if isinstance(o, cls))
+            by_type = self._by_type
+            if not by_type and self.objects:
+                for obj in self.objects:
+                    by_type.setdefault(type(obj), []).append(obj)
+            matching = [t for t in by_type if issubclass(t, cls)]
+            if not matching:
+                found = ()
+            elif len(matching) == 1:
+                found = tuple(by_type[matching[0]])
+            else:  # keep the objects' order across the types
+                found = tuple(o for o in self.objects if isinstance(o, cls))
+            self._by_kind[cls] = found
         return found  # type: ignore[return-value]  # every item is a cls
+
+    def derived(self, name: str, build: Callable[[Resources], D]) -> D:
+        """``build(self)``, computed once per :class:`Resources` (which never changes): for
+        indexes that several steps of a compilation need, such as Services by name."""
+        found = self._derived.get(name)
+        if found is None:
+            found = self._derived[name] = build(self)
+        return found  # type: ignore[return-value]  # each name is always built by one builder
 
     def problem(self, obj: Object, path: str, message: str) -> Problem:
         """A problem about ``obj``, located at the file and line it was loaded from."""

@@ -103,6 +103,8 @@ class TrafficPolicies:
         proxy_namespace: str,
     ) -> TrafficPolicies:
         ordered = sorted(rules, key=_age)
+        if not ordered:
+            return cls()  # no rule: nothing to choose for any Service
         by_namespace: dict[str, list[DestinationRule]] = defaultdict(list)
         for rule in ordered:
             by_namespace[rule.namespace].append(rule)
