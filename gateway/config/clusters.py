@@ -28,7 +28,6 @@ from gateway.config.kinds.core import (
 from gateway.config.snapshot import Cluster, Endpoint, UpstreamProtocol
 from gateway.config.traffic_policy import TrafficPolicies
 
-
 _by_name = attrgetter("name")
 
 
