@@ -4,7 +4,10 @@ Run by ``ConsulSync`` (``sync.py``). It writes only its own node, ``isthmus-<clu
 (records.py has the layout), and only while ``leadership.is_leader``. A pass reads the node
 (``/v1/catalog/node/<node>``), diffs it against the desired registrations
 (``records.plan``) and writes only what differs, so an unchanged cluster costs one read
-and no write, and a restarted controller with the same exports writes nothing.
+and no write, and a restarted controller with the same exports writes nothing. A pass for a
+local change that follows a complete pass of the same term skips the read: it writes the
+difference between the new desired registrations and the ones that pass left
+(``records.plan_changes``); anything edited by hand in between waits for anti-entropy.
 
 A pass runs:
 
@@ -44,6 +47,7 @@ from federation.consul.records import (
     heartbeat_check,
     heartbeat_registration,
     plan,
+    plan_changes,
 )
 from federation.consul.settings import SyncSettings
 from federation.consul.waiting import wait_at_most
@@ -87,6 +91,8 @@ class Exporter:
         self._last_poke = 0.0
         self._beats = 0
         self._term_passes = 0  # passes completed since this replica last became leader
+        # The registrations the last pass left on the node when it wrote all it wanted.
+        self._written: dict[str, dict[str, Any]] | None = None
         self._conflicts: frozenset[str] = frozenset()
 
     def notify(self) -> None:
@@ -115,6 +121,7 @@ class Exporter:
         while True:
             await self.leadership.wait_change()
             self._term_passes = 0
+            self._written = None
             if self.leadership.is_leader:
                 self._wake.set()
 
@@ -153,8 +160,11 @@ class Exporter:
             try:
                 # The first pass of a term is the initial sync; later passes that no local
                 # change asked for are anti-entropy, and what they write is drift.
-                await self._pass(api, drift=pending is None and self._term_passes > 0)
+                await self._pass(
+                    api, drift=pending is None and self._term_passes > 0, local=pending is not None
+                )
             except (ConsulError, NotLeader, ProviderFailed) as exc:
+                self._written = None  # some writes may have landed: read the node next time
                 if pending is not None:
                     self._pending_since = min(pending, self._pending_since or pending)
                 if isinstance(exc, NotLeader):
@@ -188,11 +198,21 @@ class Exporter:
         self.metrics.exported = len(desired) - 1
         return desired
 
-    async def _pass(self, api: ConsulApi, *, drift: bool) -> None:
+    async def _pass(self, api: ConsulApi, *, drift: bool, local: bool = False) -> None:
+        """One reconciliation. ``local``: a local change asked for it; when the previous
+        pass of this term left the node exactly as desired, the node is then not read again
+        (thousands of entries for the one that changed): the writes are the difference
+        between the new desired state and that one. Every other pass reads the node."""
         desired = self._desired()
         ident = self.identity
-        node = await api.node(ident.node)
-        todo = plan(desired, node, ident, synced=self._synced.is_set())
+        synced = self._synced.is_set()
+        written = self._written if local else None
+        self._written = None
+        if written is not None:
+            todo = plan_changes(desired, written)
+        else:
+            node = await api.node(ident.node)
+            todo = plan(desired, node, ident, synced=synced)
         self.metrics.held_back = todo.held_back
         limit = asyncio.Semaphore(self.settings.write_concurrency)
 
@@ -238,6 +258,8 @@ class Exporter:
             )
         self.metrics.reconciles += 1
         self.metrics.last_success = time.time()
+        if synced and todo.held_back == 0:
+            self._written = desired  # the node now holds exactly this
 
     def _check_leader(self) -> None:
         if not self.leadership.is_leader:

@@ -246,6 +246,19 @@ def plan(
     return out
 
 
+def plan_changes(
+    desired: Mapping[str, dict[str, Any]], written: Mapping[str, dict[str, Any]]
+) -> Plan:
+    """Diff ``desired`` against ``written``, the registrations a complete earlier pass left
+    on the node (so the node is not read again for a local change)."""
+    out = Plan()
+    for sid, reg in desired.items():
+        if written.get(sid) != reg:
+            out.register.append(reg)
+    out.deregister.extend(sorted(written.keys() - desired.keys()))
+    return out
+
+
 # -- reading other clusters' entries -----------------------------------------------------
 
 

@@ -125,6 +125,52 @@ async def test_anti_entropy_repairs_hand_edits_and_is_quiet_otherwise(
     assert len(writes.calls) == count
 
 
+async def test_a_local_change_writes_its_difference_without_reading_the_node(
+    consul_addr: tuple[str, int], names: Callable[[str], str], running: Running
+) -> None:
+    east = Cluster(names("east"))
+    east.exports[:] = [svc("a", ready=2), svc("b"), svc("c")]
+    east.synced.set()
+    quiet = SyncSettings(
+        **{**_fields(FAST), "heartbeat_interval_s": 300.0, "heartbeat_ttl_s": 900.0,
+           "anti_entropy_interval_s": 300.0}
+    )  # fmt: skip
+    writes = Writes()
+    reads: list[str] = []
+    make = writes.factory(*consul_addr)
+
+    def counting() -> object:
+        client = make()
+        node_read = client.catalog.node
+
+        def counted(node: str, **kw: object) -> object:
+            reads.append(node)
+            return node_read(node, **kw)
+
+        client.catalog.node = counted
+        return client
+
+    e = running.start(make_sync(counting, east, settings=quiet))
+    node = f"isthmus-{east.name}"
+    await eventually(lambda: writes.count("register", heartbeat=False) == 3, 3, "initial export")
+    await eventually(lambda: e.exporter.metrics.reconciles >= 1, 3, "the first pass ends")
+    first_reads = len(reads)
+
+    # a scaled, b gone, d new: three writes, and the node is not read again for them.
+    east.exports[:] = [svc("a", ready=5), svc("c"), svc("d")]
+    e.notify()
+    await eventually(lambda: writes.count("deregister") == 1, 3, "b deregistered")
+    await eventually(lambda: writes.count("register", heartbeat=False) == 5, 3, "a and d written")
+    assert [sid for op, _, sid, _ in writes.calls if op == "deregister"] == ["b-default"]
+    assert len(reads) == first_reads
+    async with aclient(consul_addr) as client:
+        _, data = await client.catalog.node(node)
+        services = data["Services"]
+        assert {"a-default", "c-default", "d-default"} <= set(services)
+        assert "b-default" not in services
+        assert services["a-default"]["Meta"]["isthmus-ready-endpoints"] == "5"
+
+
 def _fields(settings: SyncSettings) -> dict[str, object]:
     return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
 
