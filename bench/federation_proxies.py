@@ -30,7 +30,7 @@ import msgspec
 from bench.federation_data import Change
 from gateway.config.delta import DeltaMismatch, Indexed, apply, decode_delta
 from gateway.config.snapshot import Snapshot
-from gateway.process.control_plane import DELTA_BASE_HEADER
+from gateway.process.snapshot_wire import DELTA_BASE_HEADER
 
 _DECODER = msgspec.json.Decoder(Snapshot)
 

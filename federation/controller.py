@@ -41,8 +41,6 @@ from federation.sources.directory import DirectorySource
 from federation.sources.kube import KubeSource
 from federation.sources.kube_client import api_client
 from federation.sources.store import ObjectStore
-from pki.credentials import Credentials
-from pki.tls_context import TlsContexts
 
 log = logging.getLogger("isthmus.federation")
 
@@ -176,7 +174,10 @@ class Controller:
         make ``config`` serve mTLS, and return the coroutine that follows file changes."""
         if self.config.tls_files is None:
             return None
+        # Imported here: the PKI modules load cryptography's x509 (~50 ms), for mTLS only.
         from gateway.process.credentials import CredentialsRefused, StaticCredentials
+        from pki.credentials import Credentials
+        from pki.tls_context import TlsContexts
 
         cert, key, bundle = (Path(p) for p in self.config.tls_files)
         files = StaticCredentials(cert, key, bundle)

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pki.errors import VerificationError
 from pki.spiffe import SpiffeId
-from pki.tls_context import TlsContexts, peer_spiffe_id
+
+if TYPE_CHECKING:  # pki.tls_context loads cryptography's x509 (~50 ms): only with mTLS
+    from pki.tls_context import TlsContexts
 
 PEER_EXTENSION = "isthmus.peer"
 
@@ -61,6 +64,8 @@ class _WithPeer:
 
 
 def identify(transport: asyncio.BaseTransport, trust_domain: str) -> Peer:
+    from pki.tls_context import peer_spiffe_id
+
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return NO_TLS

@@ -19,7 +19,7 @@ import msgspec
 from federation.catalog import sessions
 from federation.catalog.model import Check, KVEntry, Node, Service, Session
 from federation.catalog.state import TABLES, Store
-from gateway.process.control_plane import write_atomic as _write_atomic
+from gateway.process.files import write_atomic as _write_atomic
 
 FORMAT_VERSION = 1
 

@@ -41,7 +41,7 @@ from federation.snapshots.bodies import BodyCache, reply
 from federation.snapshots.compile import ProxyInfo
 from federation.snapshots.hub import SnapshotHub
 from gateway.config.snapshot import encode
-from gateway.process.control_plane import DELTA_BASE_HEADER, VERSION_HEADER, SnapshotStatus
+from gateway.process.snapshot_wire import DELTA_BASE_HEADER, VERSION_HEADER, SnapshotStatus
 
 DEFAULT_WAIT_S = 30.0
 MAX_WAIT_S = 300.0

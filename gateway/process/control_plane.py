@@ -40,11 +40,9 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -52,27 +50,20 @@ import msgspec
 from gateway.config.delta import DeltaMismatch, Indexed, apply, decode_delta
 from gateway.config.errors import ConfigError, Problem
 from gateway.config.snapshot import Snapshot, decode, encode
+from gateway.process.files import write_atomic
+from gateway.process.snapshot_wire import (
+    DELTA_BASE_HEADER,
+    VERSION_HEADER,
+    SnapshotStatus,
+    snapshot_path,
+)
 from pki.credentials import Credentials
 from pki.errors import VerificationError
 from pki.tls_context import client_context, peer_spiffe_id
 
 log = logging.getLogger("isthmus.control_plane")
 
-VERSION_HEADER = "x-isthmus-version"
-DELTA_BASE_HEADER = "x-isthmus-delta-base"
 MAX_ERROR_CHARS = 8192
-
-
-class SnapshotStatus(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of ``POST /v1/snapshots/<id>/status``."""
-
-    version: str
-    applied: bool
-    error: str = ""
-
-
-def snapshot_path(proxy_id: str) -> str:
-    return f"/v1/snapshots/{quote(proxy_id, safe='')}"
 
 
 @dataclass(slots=True)
@@ -100,24 +91,6 @@ class _BadSnapshot(Exception):
 
 
 _NOT_READY = "not ready"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: a reader sees the old file or the new one, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class ControlPlaneSource:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -77,7 +78,7 @@ class RequestRecord:
 
 
 def _dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+    return msgspec.json.encode(body)  # compact JSON, several times faster than json.dumps
 
 
 def _json_response(body: Any, status: int = 200) -> Response:

@@ -314,11 +314,11 @@ class KubeStore:
 
     @staticmethod
     def _list_item(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        item = copy.deepcopy(obj)
+        # A shallow copy: the stored objects are never changed in place (every write stores
+        # a new one), and the list is serialized before anything else runs.
         if rt.builtin:
-            item.pop("kind", None)
-            item.pop("apiVersion", None)
-        return item
+            return {k: v for k, v in obj.items() if k != "kind" and k != "apiVersion"}
+        return dict(obj)
 
     # -- writing --------------------------------------------------------------------------
 

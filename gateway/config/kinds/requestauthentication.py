@@ -23,8 +23,6 @@ import json
 import re
 from urllib.parse import urlsplit
 
-import jwt
-
 from gateway.config.kinds.meta import HEADER_NAME, Object
 from gateway.config.kinds.policy_target import (
     PolicyTargetRef,
@@ -180,6 +178,10 @@ def jwks_problem(text: str) -> str | None:
             continue  # encryption keys are not for signatures; they are skipped
         if key.get("kty") not in ("RSA", "EC", "OKP"):
             return f'keys[{i}]: kty "{key.get("kty")}" is not a public key type (RSA, EC, OKP)'
+        # Imported here: PyJWT (and the cryptography backends it loads) costs ~70 ms to
+        # import, which every controller and worker would pay for the few inline JWKS.
+        import jwt
+
         try:
             jwt.PyJWK(key)
         except jwt.PyJWTError as e:

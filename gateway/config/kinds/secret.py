@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificatePublicKeyTypes,
-    PublicKeyTypes,
-)
+from typing import TYPE_CHECKING
 
 from gateway.config.kinds.meta import Object
 from gateway.config.schema import FieldIssue, join
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import (
+        CertificatePublicKeyTypes,
+        PublicKeyTypes,
+    )
 
 TLS_TYPE = "kubernetes.io/tls"
 CERT_KEY = "tls.crt"
@@ -66,6 +66,11 @@ class Secret(Object, frozen=True, kw_only=True):
         return join("stringData" if key in self.string_data else "data", key)
 
     def _pem_issues(self, cert_pem: bytes, key_pem: bytes) -> list[FieldIssue]:
+        # Imported here: the x509 module costs ~40 ms to import, paid by every process that
+        # loads configuration kinds (controllers, workers) even when no Secret is present.
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         try:
             chain = x509.load_pem_x509_certificates(cert_pem)
         except ValueError as exc:
@@ -88,6 +93,8 @@ def tls_pair(secret: Secret) -> tuple[str, str]:
 
 
 def _spki(public_key: CertificatePublicKeyTypes | PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

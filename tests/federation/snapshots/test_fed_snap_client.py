@@ -23,7 +23,8 @@ from gateway.config.delta import SnapshotDelta, encode_delta
 from gateway.config.errors import ConfigError
 from gateway.config.resources import Resources
 from gateway.config.snapshot import Cluster, Snapshot, decode, encode
-from gateway.process.control_plane import ControlPlaneSource, SnapshotStatus
+from gateway.process.control_plane import ControlPlaneSource
+from gateway.process.snapshot_wire import SnapshotStatus
 from tests.federation.snapshots.fed_snap_helpers import (
     eventually,
     free_port,
