@@ -41,6 +41,7 @@ from federation.sources.directory import DirectorySource
 from federation.sources.kube import KubeSource
 from federation.sources.kube_client import api_client
 from federation.sources.store import ObjectStore
+from gateway.process.gc_tuning import tune_for_large_state
 
 log = logging.getLogger("isthmus.federation")
 
@@ -254,6 +255,7 @@ def leaves(exc: BaseException) -> list[BaseException]:
 async def run_until_signalled(config: ControllerConfig) -> int:
     import signal
 
+    tune_for_large_state()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,6 +25,7 @@ from federation.catalog.app import create_app
 from federation.catalog.blocking import Notifier
 from federation.catalog.clock import MonotonicClock
 from federation.catalog.state import Store
+from gateway.process.gc_tuning import tune_for_large_state
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def run(
     announce: Callable[[str], None] = print,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit status."""
+    tune_for_large_state()
     store = Store(clock=MonotonicClock(), datacenter=datacenter, node_name=node_name)
     if data:
         try:

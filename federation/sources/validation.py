@@ -75,32 +75,51 @@ def _converted(obj: Obj) -> Object | None:
     return converted
 
 
+_IN_PROGRESS: set[type] = set()
+
+
 @functools.cache
 def _plan(cls: type) -> tuple[tuple[tuple[str, tuple[object, ...]], ...], tuple[str, ...]]:
     """For a struct class: (attribute, refused values) pairs, and the attributes whose type
-    may hold another struct."""
+    may hold another struct that has refused values somewhere inside (the others need no
+    walk: an EndpointSlice's thousands of endpoints have nothing to refuse)."""
     fields = msgspec.structs.fields(cls)
     wire = {f.encode_name: f.name for f in fields}
     unsupported: dict[str, tuple[object, ...]] = dict(getattr(cls, "unsupported_values", {}))
     refused = tuple((wire[k], tuple(v)) for k, v in unsupported.items() if k in wire)
     info = mi.type_info(cls)
     assert isinstance(info, mi.StructType)
-    nested = tuple(f.name for f in info.fields if _may_hold_struct(f.type))
+    _IN_PROGRESS.add(cls)
+    try:
+        nested = tuple(
+            f.name for f in info.fields if any(_needs_walk(c) for c in _structs_in(f.type))
+        )
+    finally:
+        _IN_PROGRESS.discard(cls)
     return refused, nested
 
 
-def _may_hold_struct(t: mi.Type) -> bool:
-    if isinstance(t, mi.StructType):
+def _needs_walk(cls: type) -> bool:
+    """Whether a value of ``cls`` may hold a refused value (a cycle counts as yes)."""
+    if cls in _IN_PROGRESS:
         return True
+    refused, nested = _plan(cls)
+    return bool(refused or nested)
+
+
+def _structs_in(t: mi.Type) -> list[type]:
+    """The struct classes a value of type ``t`` may hold directly."""
+    if isinstance(t, mi.StructType):
+        return [t.cls]
     if isinstance(t, mi.Metadata):
-        return _may_hold_struct(t.type)
+        return _structs_in(t.type)
     if isinstance(t, mi.UnionType):
-        return any(_may_hold_struct(a) for a in t.types)
+        return [c for a in t.types for c in _structs_in(a)]
     if isinstance(t, mi.ListType | mi.VarTupleType):
-        return _may_hold_struct(t.item_type)
+        return _structs_in(t.item_type)
     if isinstance(t, mi.DictType):
-        return _may_hold_struct(t.value_type)
-    return False
+        return _structs_in(t.value_type)
+    return []
 
 
 def _refused(value: object) -> bool:
