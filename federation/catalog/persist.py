@@ -19,7 +19,7 @@ import msgspec
 from federation.catalog import sessions
 from federation.catalog.model import Check, KVEntry, Node, Service, Session
 from federation.catalog.state import TABLES, Store
-from gateway.process.files import write_atomic as _write_atomic
+from pki.files import write_private_file
 
 FORMAT_VERSION = 1
 
@@ -123,5 +123,8 @@ def load_file(store: Store, path: str) -> bool:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    _write_atomic(Path(path), data)
+    """Write to a temporary file in the same directory (mode 0600: the KV may hold secrets),
+    fsync, then rename over ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(target, data)

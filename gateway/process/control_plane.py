@@ -50,7 +50,6 @@ import msgspec
 from gateway.config.delta import DeltaMismatch, Indexed, apply, decode_delta
 from gateway.config.errors import ConfigError, Problem
 from gateway.config.snapshot import Snapshot, decode, encode
-from gateway.process.files import write_atomic
 from gateway.process.snapshot_wire import (
     DELTA_BASE_HEADER,
     VERSION_HEADER,
@@ -59,6 +58,7 @@ from gateway.process.snapshot_wire import (
 )
 from pki.credentials import Credentials
 from pki.errors import VerificationError
+from pki.files import write_private_file
 from pki.tls_context import client_context, peer_spiffe_id
 
 log = logging.getLogger("isthmus.control_plane")
@@ -407,7 +407,8 @@ class ControlPlaneSource:
         if self.cache_path is None or received.snapshot.version == self._cached_version:
             return
         try:
-            write_atomic(self.cache_path, received.json())
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            write_private_file(self.cache_path, received.json())
         except OSError as exc:
             log.warning("cannot write the snapshot cache %s: %s", self.cache_path, exc)
             return
