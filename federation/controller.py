@@ -38,6 +38,7 @@ from federation.peer import serve_tls
 from federation.snapshots.hub import SnapshotHub
 from federation.snapshots.server import build_app
 from federation.sources.directory import DirectorySource
+from federation.sources.kinds import SERVICE_EXPORT
 from federation.sources.kube import KubeSource
 from federation.sources.kube_client import api_client
 from federation.sources.store import ObjectStore
@@ -73,7 +74,7 @@ class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
         self.store = ObjectStore()
-        self.hub = SnapshotHub(config.cluster)
+        self.hub = SnapshotHub(config.cluster, gateway_port=config.gateway_port)
         self.sync = ConsulSync(
             config.catalog,
             cluster=config.cluster,
@@ -234,7 +235,7 @@ class Controller:
 
     def _update(self) -> None:
         self.updates += 1
-        self.hub.update(self.store.resources(), dict(self.sync.imports))
+        self.hub.update(self.store.resources(), self.sync.imports, self.store.items(SERVICE_EXPORT))
 
     def status(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,9 @@ are sorted, never read in mapping order).
 exactly as ``isthmus gateway run --config`` compiles them
 (:func:`gateway.config.compile.compile_resources`); a ``ConfigError`` from it propagates. The
 node's ``cluster`` becomes this cluster's name, and the node carries the label
-``topology.istio.io/cluster=<cluster>``. Other roles are not served yet (``ConfigError``).
+``topology.istio.io/cluster=<cluster>``. The ``eastwest`` role gets the same clusters behind
+an SNI passthrough port (:mod:`federation.snapshots.eastwest`). Sidecars are not served by
+the controller yet (``ConfigError``).
 
 **Imported services** (:class:`federation.model.ImportedService`, one per exporting cluster):
 
@@ -57,10 +59,12 @@ is dropped; passthrough cannot add the mesh's mTLS).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
+from federation.exports import exports_from
 from federation.model import ImportedService
 from federation.snapshots.clustersets import (
     CLUSTER_LABEL,
@@ -78,6 +82,7 @@ from federation.snapshots.clustersets import (
     ports_of,
     san,
 )
+from federation.snapshots.eastwest import eastwest_snapshot
 from gateway.config.clusters import ClusterMemo
 from gateway.config.compile import compile_resources
 from gateway.config.errors import ConfigError, Problem
@@ -99,7 +104,9 @@ from gateway.config.snapshot import (
     WeightedBackend,
 )
 
-ROLES = ("ingress",)
+ROLES = ("ingress", "eastwest")
+
+Obj = dict[str, Any]
 
 
 class ProxyInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,12 +182,16 @@ def compile_for(
     dns_domain: str = "cluster.local",
     versioned: bool = True,
     cache: CompileCache | None = None,
+    service_exports: Sequence[Obj] = (),
+    gateway_port: int = 15443,
 ) -> Snapshot:
     """The snapshot of ``proxy`` in ``cluster``. Raises :class:`ConfigError` when the local
     configuration does not compile or the role is not served. ``versioned=False`` leaves
     the version empty, for a caller that versions it itself (the hub, which reuses the
     previous snapshot's cluster digests). ``cache``: what an earlier compilation built and
-    this one may reuse (the result is the same with or without it)."""
+    this one may reuse (the result is the same with or without it). ``service_exports``
+    (the cluster's ``ServiceExport`` objects) and ``gateway_port`` make the ``eastwest``
+    role's snapshot (:mod:`federation.snapshots.eastwest`)."""
     if proxy.role not in ROLES:
         raise ConfigError(
             [Problem(f"proxy {proxy.id}", f"the {proxy.role} role is not served by the controller")]
@@ -189,6 +200,16 @@ def compile_for(
         resources, versioned=False, memo=cache.local if cache is not None else None
     )
     node = _node(base.node, cluster)
+    if proxy.role == "eastwest":
+        own = msgspec.structs.replace(node, workload=proxy.workload, namespace=proxy.namespace)
+        snapshot = eastwest_snapshot(
+            base,
+            exports_from(service_exports, resources),
+            own,
+            gateway_port=gateway_port,
+            dns_domain=dns_domain,
+        )
+        return snapshot.with_version() if versioned else snapshot
     if cache is not None:
         index = cache.index(cluster, dns_domain)
         index.update(imports)

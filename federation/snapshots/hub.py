@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +50,8 @@ class CompileFn(Protocol):
         *,
         versioned: bool = True,
         cache: CompileCache | None = None,
+        service_exports: Sequence[Obj] = (),
+        gateway_port: int = 15443,
     ) -> Snapshot: ...
 
 
@@ -102,6 +104,9 @@ class _Compiled:
 
 
 Shape = tuple[str, str, str, tuple[tuple[str, str], ...]]
+Obj = dict[str, Any]
+# What a compilation reads: the cluster's objects, the imports, the ServiceExport objects.
+_Inputs = tuple[Resources, Mapping[ImportKey, ImportedService], tuple[Obj, ...]]
 
 
 class SnapshotHub:
@@ -110,6 +115,7 @@ class SnapshotHub:
         cluster: str,
         *,
         compile: CompileFn = compile_for,
+        gateway_port: int = 15443,
         quiet_s: float = 0.1,
         max_delay_s: float = 2.0,
         history: int = 4,
@@ -121,13 +127,14 @@ class SnapshotHub:
         self.stats = PushStats()
         self.generation = 0
         self._compile = compile
+        self.gateway_port = gateway_port  # where the eastwest role listens
         self._clock = clock
         self._debouncer = Debouncer(
             self._recompile, quiet_s=quiet_s, max_delay_s=max_delay_s, clock=clock
         )
-        self._pending: tuple[Resources, Mapping[ImportKey, ImportedService]] | None = None
+        self._pending: _Inputs | None = None
         self._pending_since: float | None = None
-        self._inputs: tuple[Resources, Mapping[ImportKey, ImportedService]] | None = None
+        self._inputs: _Inputs | None = None
         self._changed_at = 0.0  # first change of the current generation (monotonic)
         self._compiled: dict[Shape, _Compiled] = {}
         self._history = history
@@ -137,15 +144,20 @@ class SnapshotHub:
 
     # -- inputs --------------------------------------------------------------------------------
 
-    def update(self, resources: Resources, imports: Mapping[ImportKey, ImportedService]) -> None:
+    def update(
+        self,
+        resources: Resources,
+        imports: Mapping[ImportKey, ImportedService],
+        service_exports: Sequence[Obj] = (),
+    ) -> None:
         """New inputs; published after the debounce. Call from the hub's event loop."""
         held = self._pending or self._inputs
         if held is not None and held[1] == imports:
             # The same imports: the very mapping the compile cache last saw, so that it
             # knows them unchanged without comparing them again.
-            self._pending = (resources, held[1])
+            self._pending = (resources, held[1], tuple(service_exports))
         else:
-            self._pending = (resources, dict(imports))
+            self._pending = (resources, dict(imports), tuple(service_exports))
         if self._pending_since is None:
             self._pending_since = self._clock()
         self._debouncer.poke()
@@ -181,7 +193,7 @@ class SnapshotHub:
         if self._inputs is None:
             entry = _Compiled(self.generation, None)
         else:
-            resources, imports = self._inputs
+            resources, imports, service_exports = self._inputs
             role, namespace, workload, labels = shape
             info = ProxyInfo(
                 id="", role=role, namespace=namespace, workload=workload, labels=labels
@@ -190,7 +202,14 @@ class SnapshotHub:
             try:
                 # Versioned below, reusing the previous snapshot's cluster digests.
                 compiled = self._compile(
-                    info, resources, imports, self.cluster, versioned=False, cache=self._cache
+                    info,
+                    resources,
+                    imports,
+                    self.cluster,
+                    versioned=False,
+                    cache=self._cache,
+                    service_exports=service_exports,
+                    gateway_port=self.gateway_port,
                 )
                 entry = _Compiled(
                     self.generation, Indexed.versioned(compiled, previous), history=history

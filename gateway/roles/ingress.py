@@ -49,13 +49,15 @@ def run_ingress_control_plane(
     namespace: str = "default",
     cluster: str = "Kubernetes",
     credentials: CredentialSource | None = None,
+    role: str = "ingress",
 ) -> int:
-    """Serve the snapshots the federation controller at ``url`` computes for ``proxy_id``,
+    """Serve the snapshots the federation controller at ``url`` computes for ``proxy_id``
+    in ``role`` (``ingress``, or ``eastwest``: see ``gateway.roles.eastwest``),
     caching the last applied one in ``cache``, until SIGTERM. Returns an exit code. With
     ``credentials`` the proxy has an identity: it polls an ``https://`` controller over mTLS
     with it, and uses it for mTLS in the data plane."""
     source = ControlPlaneSource(
-        url, proxy_id, cache_path=cache, role="ingress", namespace=namespace, workload=workload
+        url, proxy_id, cache_path=cache, role=role, namespace=namespace, workload=workload
     )
     config = SupervisorConfig(
         source=source,
@@ -63,7 +65,7 @@ def run_ingress_control_plane(
         admin=admin,
         identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
         watch=True,
-        role="ingress",
+        role=role,
         credentials=credentials,
     )
     return run(config)

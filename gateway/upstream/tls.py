@@ -11,7 +11,8 @@ Modes (Istio ``ClientTLSSettings``):
 
 - ``ISTIO_MUTUAL``: present the proxy's own SVID; verify the server's chain to the proxy's
   trust bundle (by ``ssl``), then the X.509-SVID leaf rules, then that the server's SPIFFE ID
-  is one of ``subject_alt_names`` (the identities the destination may have), or, when the
+  is one of ``subject_alt_names`` (the identities the destination may have; an entry ending
+  in ``*`` matches as a prefix, Istio's ``spiffe://<domain>/ns/<ns>/*``), or, when the
   list is empty, that it is in our trust domain. The context comes from the identity at each
   connect, so renewed credentials are used by new connections only.
 - ``SIMPLE``: verify the server against ``ca_pem`` (or the system roots); with
@@ -120,7 +121,7 @@ class ClusterTls:
             return f"the server's certificate is not a valid SVID: {exc}"
         sans = self._sans
         if sans:
-            if peer.uri not in sans:
+            if peer.uri not in sans and not _prefix_match(peer.uri, sans):
                 return (
                     f"the server's identity {peer} is not one of "
                     f"{', '.join(sorted(sans))} (subject_alt_names)"
@@ -218,3 +219,11 @@ def _normal_san(name: str) -> str:
         except PkiError:
             return name
     return name
+
+
+def _prefix_match(uri: str, sans: frozenset[str]) -> bool:
+    """Whether ``uri`` matches a ``subject_alt_names`` entry ending in ``*``: Istio's prefix
+    form (``spiffe://<domain>/ns/<ns>/*``: any identity of the namespace), which the
+    federation controller uses for services of other clusters, whose service accounts are
+    not published. A SPIFFE ID never contains ``*``, so the form is unambiguous."""
+    return any(s.endswith("*") and uri.startswith(s[:-1]) for s in sans)

@@ -52,6 +52,9 @@ def _workers(value: str) -> int:
     return n
 
 
+DEFAULT_WORKLOAD = "isthmus-ingress"
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gw = sub.add_parser("gateway", help="run the proxy")
     gsub = gw.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
@@ -76,7 +79,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--workers", type=_workers, default=1, help="worker processes")
     run.add_argument("--no-watch", action="store_true",
                      help="reload only on SIGHUP, not on file changes")  # fmt: skip
-    run.add_argument("--workload", default="isthmus-ingress",
+    run.add_argument("--workload", default=DEFAULT_WORKLOAD,
                      help="workload name reported in metrics")  # fmt: skip
     run.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "default"))
     run.add_argument("--cluster", default=os.environ.get("ISTHMUS_CLUSTER", "Kubernetes"))
@@ -151,8 +154,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.role == "sidecar":
         return _run_sidecar(args, credentials)
-    if args.role != "ingress":
-        print(f"isthmus: the {args.role} role is not available yet", file=sys.stderr)
+    if args.role == "eastwest" and not args.control_plane:
+        print("isthmus: the eastwest role routes the services the federation controller "
+              "exports: it needs --control-plane URL", file=sys.stderr)  # fmt: skip
         return 2
     if args.control_plane:
         if not args.control_plane.startswith(("http://", "https://")):
@@ -164,6 +168,20 @@ def _run(args: argparse.Namespace) -> int:
                   "--cert/--key/--bundle, or --ca-url/--ca-bundle/--token-file/--spiffe-id",
                   file=sys.stderr)  # fmt: skip
             return 2
+        if args.role == "eastwest":
+            from gateway.roles.eastwest import WORKLOAD, run_eastwest
+
+            return run_eastwest(
+                args.control_plane,
+                proxy_id=args.proxy_id,
+                cache=args.cache,
+                admin=args.admin,
+                workers=args.workers,
+                workload=WORKLOAD if args.workload == DEFAULT_WORKLOAD else args.workload,
+                namespace=args.namespace,
+                cluster=args.cluster,
+                credentials=credentials,
+            )
         from gateway.roles.ingress import run_ingress_control_plane
 
         return run_ingress_control_plane(

@@ -58,6 +58,20 @@ def client_config(base: Path, name: str, web_inbound: int) -> Path:
         service("web", "shop", web_inbound),
         service("web-pinned", "shop", web_inbound),
         service("web-wrong", "shop", web_inbound),
+        service("web-ns", "shop", web_inbound),
+        service("web-other-ns", "shop", web_inbound),
+        destination_rule(
+            "ns",
+            "shop",
+            "web-ns",
+            f'{{mode: ISTIO_MUTUAL, subjectAltNames: ["spiffe://{TRUST_DOMAIN}/ns/shop/*"]}}',
+        ),
+        destination_rule(
+            "other-ns",
+            "shop",
+            "web-other-ns",
+            f'{{mode: ISTIO_MUTUAL, subjectAltNames: ["spiffe://{TRUST_DOMAIN}/ns/sho/*"]}}',
+        ),
         destination_rule(
             "pinned", "shop", "web-pinned", f'{{mode: ISTIO_MUTUAL, subjectAltNames: ["{WEB_ID}"]}}'
         ),
@@ -151,6 +165,14 @@ def test_server_identity_not_in_subject_alt_names_is_refused(mesh: Mesh) -> None
     assert "/never" not in mesh.app.seen_paths()[before:]
     # The same server is fine for a cluster that expects it.
     assert call(mesh.cart, "web-pinned").status_code == 200
+
+
+def test_a_namespace_prefix_in_subject_alt_names_matches_its_identities_only(mesh: Mesh) -> None:
+    # Istio's prefix form, as the federation controller writes it for other clusters'
+    # services: any identity of the namespace, and nothing in a namespace it only prefixes.
+    assert call(mesh.cart, "web-ns").status_code == 200
+    refused = call(mesh.cart, "web-other-ns")
+    assert refused.status_code == 503 and WEB_ID in refused.text, refused.text
 
 
 def test_authz_principals_with_the_mtls_identity(mesh: Mesh) -> None:
