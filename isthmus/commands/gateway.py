@@ -168,29 +168,18 @@ def _run(args: argparse.Namespace) -> int:
                   "--cert/--key/--bundle, or --ca-url/--ca-bundle/--token-file/--spiffe-id",
                   file=sys.stderr)  # fmt: skip
             return 2
-        if args.role == "eastwest":
-            from gateway.roles.eastwest import WORKLOAD, run_eastwest
-
-            return run_eastwest(
-                args.control_plane,
-                proxy_id=args.proxy_id,
-                cache=args.cache,
-                admin=args.admin,
-                workers=args.workers,
-                workload=WORKLOAD if args.workload == DEFAULT_WORKLOAD else args.workload,
-                namespace=args.namespace,
-                cluster=args.cluster,
-                credentials=credentials,
-            )
+        from gateway.roles.eastwest import WORKLOAD, run_eastwest
         from gateway.roles.ingress import run_ingress_control_plane
 
-        return run_ingress_control_plane(
+        eastwest = args.role == "eastwest"
+        runner = run_eastwest if eastwest else run_ingress_control_plane
+        return runner(
             args.control_plane,
             proxy_id=args.proxy_id,
             cache=args.cache,
             admin=args.admin,
             workers=args.workers,
-            workload=args.workload,
+            workload=WORKLOAD if eastwest and args.workload == DEFAULT_WORKLOAD else args.workload,
             namespace=args.namespace,
             cluster=args.cluster,
             credentials=credentials,
