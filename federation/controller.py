@@ -74,7 +74,9 @@ class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
         self.store = ObjectStore()
-        self.hub = SnapshotHub(config.cluster, gateway_port=config.gateway_port)
+        self.hub = SnapshotHub(
+            config.cluster, gateway_port=config.gateway_port, trust_domain=config.trust_domain
+        )
         self.sync = ConsulSync(
             config.catalog,
             cluster=config.cluster,

@@ -9,8 +9,9 @@ exactly as ``isthmus gateway run --config`` compiles them
 (:func:`gateway.config.compile.compile_resources`); a ``ConfigError`` from it propagates. The
 node's ``cluster`` becomes this cluster's name, and the node carries the label
 ``topology.istio.io/cluster=<cluster>``. The ``eastwest`` role gets the same clusters behind
-an SNI passthrough port (:mod:`federation.snapshots.eastwest`). Sidecars are not served by
-the controller yet (``ConfigError``).
+an SNI passthrough port (:mod:`federation.snapshots.eastwest`); the ``sidecar`` role gets its
+inbound and outbound listeners (:mod:`federation.snapshots.sidecar`), with the imported
+services and failover below as the ingress has them.
 
 **Imported services** (:class:`federation.model.ImportedService`, one per exporting cluster):
 
@@ -83,6 +84,7 @@ from federation.snapshots.clustersets import (
     san,
 )
 from federation.snapshots.eastwest import eastwest_snapshot
+from federation.snapshots.sidecar import sidecar_node, sidecar_ports, with_clusterset_routes
 from gateway.config.clusters import ClusterMemo
 from gateway.config.compile import compile_resources
 from gateway.config.errors import ConfigError, Problem
@@ -91,6 +93,7 @@ from gateway.config.kinds.route_parts import BackendRef
 from gateway.config.refs import Resolver
 from gateway.config.resources import Resources, key_of
 from gateway.config.schema import item, join
+from gateway.config.sidecar import compile_sidecar
 from gateway.config.snapshot import (
     Cluster,
     HTTPRouteConfig,
@@ -104,24 +107,28 @@ from gateway.config.snapshot import (
     WeightedBackend,
 )
 
-ROLES = ("ingress", "eastwest")
+ROLES = ("ingress", "eastwest", "sidecar")
 
 Obj = dict[str, Any]
 
 
 class ProxyInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Who asks for a snapshot: the proxy's id (unique per proxy), its role, and where it
-    runs. Proxies that differ only by ``id`` get the same snapshot."""
+    runs. A sidecar also says where it listens and where its app is (``HOST:PORT`` each).
+    Proxies that differ only by ``id`` get the same snapshot."""
 
     id: str
     role: str = "ingress"
     namespace: str = "default"
     workload: str = "isthmus-ingress"
     labels: tuple[tuple[str, str], ...] = ()
+    inbound: str = ""
+    app: str = ""
+    outbound: str = ""
 
-    def shape(self) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    def shape(self) -> ProxyInfo:
         """What the snapshot depends on (everything but the id)."""
-        return (self.role, self.namespace, self.workload, self.labels)
+        return msgspec.structs.replace(self, id="")
 
 
 class CompileCache:
@@ -184,6 +191,7 @@ def compile_for(
     cache: CompileCache | None = None,
     service_exports: Sequence[Obj] = (),
     gateway_port: int = 15443,
+    trust_domain: str = "cluster.local",
 ) -> Snapshot:
     """The snapshot of ``proxy`` in ``cluster``. Raises :class:`ConfigError` when the local
     configuration does not compile or the role is not served. ``versioned=False`` leaves
@@ -191,15 +199,21 @@ def compile_for(
     previous snapshot's cluster digests). ``cache``: what an earlier compilation built and
     this one may reuse (the result is the same with or without it). ``service_exports``
     (the cluster's ``ServiceExport`` objects) and ``gateway_port`` make the ``eastwest``
-    role's snapshot (:mod:`federation.snapshots.eastwest`)."""
+    role's snapshot (:mod:`federation.snapshots.eastwest`); ``trust_domain`` is the
+    cluster's, for the ``sidecar`` role (:mod:`federation.snapshots.sidecar`)."""
     if proxy.role not in ROLES:
         raise ConfigError(
             [Problem(f"proxy {proxy.id}", f"the {proxy.role} role is not served by the controller")]
         )
-    base = compile_resources(
-        resources, versioned=False, memo=cache.local if cache is not None else None
-    )
-    node = _node(base.node, cluster)
+    if proxy.role == "sidecar":
+        ports = sidecar_ports(proxy.id or proxy.workload, proxy.inbound, proxy.app, proxy.outbound)
+        node = sidecar_node(proxy.namespace, proxy.workload, proxy.labels, cluster, trust_domain)
+        base = compile_sidecar(resources, ports, node, versioned=False)
+    else:
+        base = compile_resources(
+            resources, versioned=False, memo=cache.local if cache is not None else None
+        )
+        node = _node(base.node, cluster)
     if proxy.role == "eastwest":
         own = msgspec.structs.replace(node, workload=proxy.workload, namespace=proxy.namespace)
         snapshot = eastwest_snapshot(
@@ -227,10 +241,14 @@ def compile_for(
             for port in ports_of(exporters)
         ]
     clusters.extend(clustersets)
-    ports, unresolved = _redirect_backends(base, resources, remote)
+    if proxy.role == "sidecar":
+        base = with_clusterset_routes(base, remote)
+        bindings, unresolved = base.ports, base.unresolved
+    else:
+        bindings, unresolved = _redirect_backends(base, resources, remote)
     snapshot = msgspec.structs.replace(
         base,
-        ports=ports,
+        ports=bindings,
         clusters=tuple(sorted(clusters, key=by_name)),
         node=node,
         unresolved=unresolved,

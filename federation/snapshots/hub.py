@@ -52,6 +52,7 @@ class CompileFn(Protocol):
         cache: CompileCache | None = None,
         service_exports: Sequence[Obj] = (),
         gateway_port: int = 15443,
+        trust_domain: str = "cluster.local",
     ) -> Snapshot: ...
 
 
@@ -103,7 +104,7 @@ class _Compiled:
         return self.indexed.snapshot if self.indexed is not None else None
 
 
-Shape = tuple[str, str, str, tuple[tuple[str, str], ...]]
+Shape = ProxyInfo  # with an empty id: what a snapshot depends on
 Obj = dict[str, Any]
 # What a compilation reads: the cluster's objects, the imports, the ServiceExport objects.
 _Inputs = tuple[Resources, Mapping[ImportKey, ImportedService], tuple[Obj, ...]]
@@ -116,6 +117,7 @@ class SnapshotHub:
         *,
         compile: CompileFn = compile_for,
         gateway_port: int = 15443,
+        trust_domain: str = "cluster.local",
         quiet_s: float = 0.1,
         max_delay_s: float = 2.0,
         history: int = 4,
@@ -128,6 +130,7 @@ class SnapshotHub:
         self.generation = 0
         self._compile = compile
         self.gateway_port = gateway_port  # where the eastwest role listens
+        self.trust_domain = trust_domain  # the cluster's, for sidecars' nodes
         self._clock = clock
         self._debouncer = Debouncer(
             self._recompile, quiet_s=quiet_s, max_delay_s=max_delay_s, clock=clock
@@ -194,10 +197,7 @@ class SnapshotHub:
             entry = _Compiled(self.generation, None)
         else:
             resources, imports, service_exports = self._inputs
-            role, namespace, workload, labels = shape
-            info = ProxyInfo(
-                id="", role=role, namespace=namespace, workload=workload, labels=labels
-            )
+            info = shape
             self.stats.compilations += 1
             try:
                 # Versioned below, reusing the previous snapshot's cluster digests.
@@ -210,6 +210,7 @@ class SnapshotHub:
                     cache=self._cache,
                     service_exports=service_exports,
                     gateway_port=self.gateway_port,
+                    trust_domain=self.trust_domain,
                 )
                 entry = _Compiled(
                     self.generation, Indexed.versioned(compiled, previous), history=history
@@ -217,15 +218,15 @@ class SnapshotHub:
             except ConfigError as exc:
                 entry = _Compiled(self.generation, previous, str(exc), history)
             except Exception as exc:  # a bug must not take every proxy down
-                log.exception("compiling the snapshot of %s proxies failed", role)
+                log.exception("compiling the snapshot of %s proxies failed", shape.role)
                 entry = _Compiled(self.generation, previous, f"internal error: {exc!r}", history)
             if entry.error:
                 self.stats.compile_errors += 1
                 log.error(
                     "snapshot for %s proxies (%s/%s) does not compile; keeping %s: %s",
-                    role,
-                    namespace,
-                    workload,
+                    shape.role,
+                    shape.namespace,
+                    shape.workload,
                     previous.version if previous else "nothing",
                     entry.error,
                 )

@@ -48,6 +48,7 @@ MAX_WAIT_S = 300.0
 MAX_STATUS_BYTES = 64 * 1024
 
 _PROXY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,100}:[0-9]{1,5}$")
 _SHORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,252}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -84,6 +85,12 @@ def proxy_info(request: Request) -> ProxyInfo:
         if value:
             if not _SHORT.match(value):
                 raise BadRequest(f"{name}={value!r} is not a valid name")
+            fields[name] = value
+    for name in ("inbound", "app", "outbound"):  # a sidecar's HOST:PORT addresses
+        value = query.get(name)
+        if value:
+            if not _ADDRESS.match(value):
+                raise BadRequest(f"{name}={value!r}: expected HOST:PORT")
             fields[name] = value
     labels = []
     for entry in query.getlist("label"):

@@ -31,6 +31,7 @@ Gateways and routes are not read: they configure gateways, not sidecars.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -92,10 +93,15 @@ def mesh_sni(service: Service, port: int) -> str:
     return f"outbound_.{port}_._.{service.name}.{service.namespace}.svc.{DOMAIN_SUFFIX}"
 
 
-def compile_sidecar(resources: Resources, ports: SidecarPorts) -> Snapshot:
-    """The sidecar snapshot of ``resources`` (see the module docstring), version set."""
+def compile_sidecar(
+    resources: Resources, ports: SidecarPorts, node: Node | None = None, *, versioned: bool = True
+) -> Snapshot:
+    """The sidecar snapshot of ``resources`` (see the module docstring), version set unless
+    ``versioned`` is false. ``node``: who the sidecar is, when it says so itself (a sidecar of
+    the federation controller); otherwise the ``ProxySettings`` ``node``."""
     settings = resources.of_kind(ProxySettings)
-    node = settings[0].node() if settings else Node()
+    if node is None:
+        node = settings[0].node() if settings else Node()
     services = resources.of_kind(Service)
     policies = TrafficPolicies.of(services, resources.of_kind(DestinationRule), node.namespace)
     clusters = {c.name: c for c in build_clusters(services, resources.of_kind(EndpointSlice),
@@ -134,7 +140,7 @@ def compile_sidecar(resources: Resources, ports: SidecarPorts) -> Snapshot:
             sorted(policies.unresolved, key=lambda u: (u.source, u.field, u.target, u.reason))
         ),
     )
-    return snapshot.with_version()
+    return snapshot.with_version() if versioned else snapshot
 
 
 def _mesh_cluster(
@@ -206,7 +212,26 @@ def service_hostnames(service: Service, node: Node) -> tuple[str, ...]:
 
 
 def _service_route(service: Service, node: Node) -> HTTPRouteConfig:
-    service_ports = [p.port for p in service.spec.ports]
+    return outbound_route(
+        service.namespace,
+        service.name,
+        service_hostnames(service, node),
+        [p.port for p in service.spec.ports],
+        lambda number: cluster_name(service.namespace, service.name, number),
+    )
+
+
+def outbound_route(
+    namespace: str,
+    name: str,
+    hostnames: tuple[str, ...],
+    service_ports: list[int],
+    cluster_of: Callable[[int], str],
+    *,
+    route_name: str | None = None,
+) -> HTTPRouteConfig:
+    """The outbound route of one Service: ``hostnames`` to the cluster of the port the Host
+    header names (HTTP/1.1 ``<host>:<port>``), else of port 80, else of the first port."""
     default = 80 if 80 in service_ports else service_ports[0]
     rules = []
     for number in service_ports:
@@ -217,17 +242,14 @@ def _service_route(service: Service, node: Node) -> HTTPRouteConfig:
         rules.append(
             RouteRule(
                 matches=(RouteMatch(headers=(host_port,)),),
-                backends=(
-                    WeightedBackend(cluster=cluster_name(service.namespace, service.name, number)),
-                ),
+                backends=(WeightedBackend(cluster=cluster_of(number)),),
             )
         )
-    default_cluster = cluster_name(service.namespace, service.name, default)
-    rules.append(RouteRule(backends=(WeightedBackend(cluster=default_cluster),)))
+    rules.append(RouteRule(backends=(WeightedBackend(cluster=cluster_of(default)),)))
     return HTTPRouteConfig(
         kind="HTTPRoute",
-        namespace=service.namespace,
-        name=f"{OUTBOUND}-{service.name}",
-        hostnames=service_hostnames(service, node),
+        namespace=namespace,
+        name=route_name or f"{OUTBOUND}-{name}",
+        hostnames=hostnames,
         rules=tuple(rules),
     )

@@ -105,6 +105,8 @@ class ControlPlaneSource:
         role: str = "ingress",
         namespace: str = "default",
         workload: str = "isthmus-ingress",
+        labels: tuple[tuple[str, str], ...] = (),
+        sidecar: tuple[str, str, str] | None = None,
         wait_s: float = 30.0,
         timeout_s: float = 5.0,
         retry_min_s: float = 0.25,
@@ -115,7 +117,13 @@ class ControlPlaneSource:
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self.description = f"control plane {self.url} (proxy {proxy_id})"
         self.wait_s = wait_s
-        self._params = {"role": role, "namespace": namespace, "workload": workload}
+        # Who the proxy is; a sidecar adds its labels and its inbound, app and outbound
+        # HOST:PORT addresses (the controller compiles its listeners from them).
+        self._params: list[tuple[str, str]] = [
+            ("role", role), ("namespace", namespace), ("workload", workload),
+            *(("label", f"{k}={v}") for k, v in labels),
+            *(zip(("inbound", "app", "outbound"), sidecar, strict=True) if sidecar else ()),
+        ]  # fmt: skip
         self._timeout = httpx.Timeout(timeout_s, read=wait_s + timeout_s)
         self._retry = (retry_min_s, retry_max_s)
         self._lock = threading.Lock()
@@ -320,10 +328,10 @@ class ControlPlaneSource:
         with self._lock:
             held = self._latest
         base = held if held is not None and version and held.snapshot.version == version else None
-        params = {**self._params, "version": version, "wait": f"{wait_s:g}s"}
+        params = [*self._params, ("version", version), ("wait", f"{wait_s:g}s")]
         if base is not None:
-            params["delta"] = "1"
-        response = client.get(self.url + snapshot_path(self.proxy_id), params=params)
+            params.append(("delta", "1"))
+        response = client.get(self.url + snapshot_path(self.proxy_id), params=tuple(params))
         self._check_server(response)
         if response.status_code == 304:
             return None

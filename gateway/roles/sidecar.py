@@ -1,11 +1,12 @@
 """The sidecar role: an inbound and an outbound listener next to one app, over the one engine.
 
 It only composes: a directory source whose snapshots come from the sidecar compile step
-(``gateway.config.sidecar``), the workload's identity (``gateway.process.credentials``;
-required, since every mesh hop is mTLS), the supervisor and its workers. Interception is
-explicit: the app listens on ``app_port`` and calls other Services through
-``outbound_port``; peers reach it on ``inbound_port``. (Transparent interception with
-iptables is the injector's business.)
+(``gateway.config.sidecar``), or the federation controller (which compiles the same step for
+the workload, namespace, labels and ports the sidecar reports), the workload's identity
+(``gateway.process.credentials``; required, since every mesh hop is mTLS), the supervisor
+and its workers. Interception is explicit: the app listens on ``app_port`` and calls other
+Services through ``outbound_port``; peers reach it on ``inbound_port``. (Transparent
+interception with iptables is the injector's business.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from gateway.config.loader import load_directory
 from gateway.config.sidecar import SidecarPorts, compile_sidecar
 from gateway.config.snapshot import Snapshot
+from gateway.process.control_plane import ControlPlaneSource
 from gateway.process.credentials import CredentialSource
 from gateway.process.sources import DirectorySource
 from gateway.process.supervisor import SupervisorConfig, run
@@ -59,3 +61,50 @@ def run_sidecar(
         credentials=credentials,
     )
     return run(config)
+
+
+def run_sidecar_control_plane(
+    url: str,
+    ports: SidecarPorts,
+    credentials: CredentialSource,
+    *,
+    proxy_id: str,
+    cache: str | None,
+    admin: tuple[str, int],
+    workers: int,
+    workload: str = "isthmus-sidecar",
+    namespace: str = "default",
+    labels: tuple[tuple[str, str], ...] = (),
+    cluster: str = "Kubernetes",
+) -> int:
+    """Serve as the sidecar of the app on ``ports.app_port`` with the snapshots the federation
+    controller at ``url`` compiles for it, until SIGTERM; an exit code."""
+    sidecar = (
+        f"{_host(ports.inbound_address)}:{ports.inbound_port}",
+        f"{_host(ports.app_address)}:{ports.app_port}",
+        f"{_host(ports.outbound_address)}:{ports.outbound_port}",
+    )
+    source = ControlPlaneSource(
+        url,
+        proxy_id,
+        cache_path=cache,
+        role="sidecar",
+        namespace=namespace,
+        workload=workload,
+        labels=labels,
+        sidecar=sidecar,
+    )
+    config = SupervisorConfig(
+        source=source,
+        workers=workers,
+        admin=admin,
+        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
+        watch=True,
+        role="sidecar",
+        credentials=credentials,
+    )
+    return run(config)
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

@@ -104,6 +104,16 @@ def _identity_arguments(run: argparse.ArgumentParser) -> None:
     side.add_argument("--app-port", type=_port, help="the local app's port on 127.0.0.1")
     side.add_argument("--outbound-port", type=_port, help="port the app calls Services through")
     side.add_argument("--outbound-address", default="127.0.0.1", help="default 127.0.0.1")
+    side.add_argument("--label", action="append", type=_label, default=[], metavar="KEY=VALUE",
+                      help="with --control-plane: a label of the workload, for the policies' "
+                      "selectors (repeat for each)")  # fmt: skip
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, eq, val = value.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, val
 
 
 def _flag(name: str) -> str:
@@ -213,15 +223,7 @@ def _run_sidecar(args: argparse.Namespace, credentials: CredentialSource | None)
             file=sys.stderr,
         )
         return 2
-    if args.control_plane:
-        print("isthmus: a sidecar from --control-plane is not available yet; use --config",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    if not os.path.isdir(args.config):
-        print(f"isthmus: --config {args.config}: not a directory", file=sys.stderr)
-        return 2
     from gateway.config.sidecar import SidecarPorts
-    from gateway.roles.sidecar import run_sidecar
 
     ports = SidecarPorts(
         inbound_port=args.inbound_port,
@@ -230,6 +232,31 @@ def _run_sidecar(args: argparse.Namespace, credentials: CredentialSource | None)
         inbound_address=args.inbound_address,
         outbound_address=args.outbound_address,
     )
+    if args.control_plane:
+        if not args.control_plane.startswith(("http://", "https://")):
+            print(f"isthmus: --control-plane {args.control_plane}: expected an http:// or "
+                  "https:// URL", file=sys.stderr)  # fmt: skip
+            return 2
+        from gateway.roles.sidecar import run_sidecar_control_plane
+
+        return run_sidecar_control_plane(
+            args.control_plane,
+            ports,
+            credentials,
+            proxy_id=args.proxy_id,
+            cache=args.cache,
+            admin=args.admin,
+            workers=args.workers,
+            workload=args.workload,
+            namespace=args.namespace,
+            labels=tuple(args.label),
+            cluster=args.cluster,
+        )
+    if not os.path.isdir(args.config):
+        print(f"isthmus: --config {args.config}: not a directory", file=sys.stderr)
+        return 2
+    from gateway.roles.sidecar import run_sidecar
+
     return run_sidecar(
         args.config,
         ports,

@@ -34,14 +34,12 @@ from tests.gateway.e2e.helpers import wait_until
 from tests.gateway.mtls.mtls_support import (
     TRUST_DOMAIN,
     MeshPki,
-    Sidecar,
+    Svid,
     allow_principals,
     mtls_client_context,
     peer_authentication,
     proxy_settings,
     service,
-    sidecar_dir,
-    start_sidecar,
 )
 from tests.support.backends import HttpBackend
 from tests.support.gateway import GatewayProcess, free_port, gateway_yaml
@@ -72,10 +70,9 @@ spec:
 class Clusters:
     ingress_port: int
     eastwest_port: int
+    web_outbound: int
     west_source: Path
     access_log: Path
-    app: HttpBackend
-    sidecar: Sidecar
     eastwest: GatewayProcess
     ingress: GatewayProcess
     client: ssl.SSLContext  # east's ingress SVID, trusting the mesh root
@@ -102,6 +99,17 @@ def _controller(
     return proc, url
 
 
+def _sidecar(base: Path, url: str, svid: Svid, workload: str, inbound: int, app: int,
+             outbound: int) -> GatewayProcess:  # fmt: skip
+    """``isthmus gateway run --role sidecar --control-plane``: its snapshot comes from the
+    controller, compiled for what it says of itself."""
+    args = ["--role", "sidecar", "--proxy-id", f"{workload}-1", "--namespace", "default",
+            "--workload", workload, "--label", f"app={workload}",
+            "--inbound-port", str(inbound), "--inbound-address", "127.0.0.1",
+            "--app-port", str(app), "--outbound-port", str(outbound), *svid.args()]  # fmt: skip
+    return GatewayProcess(base / workload, control_plane=url, extra_args=args)
+
+
 @pytest.fixture(scope="module")
 def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
     base = tmp_path_factory.mktemp("eastwest")
@@ -110,44 +118,38 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
     catalog.start()
     procs: list[subprocess.Popen[bytes]] = []
     gateways: list[GatewayProcess] = []
-    app = HttpBackend("api-west").start()
-    sidecar: Sidecar | None = None
+    api_app, web_app = HttpBackend("api-west").start(), HttpBackend("web-east").start()
     try:
-        access_log = base / "api-sidecar-access.log"
-        sidecar = start_sidecar(
-            sidecar_dir(
-                base / "cfg-api",
-                proxy_settings(
-                    "default",
-                    "api",
-                    {"app": "api"},
-                    telemetry=f"{{accessLog: {{path: {access_log}}}}}",
-                ),
-                peer_authentication("api", "default", "STRICT", selector="app: api"),
-                allow_principals(
-                    "only-east-ingress",
-                    "default",
-                    [f"{TRUST_DOMAIN}/ns/default/sa/isthmus-ingress"],
-                ),
-            ),
-            pki.issue(base / "api", "default", "api"),
-            app.port,
-        )
-        eastwest_port = free_port()
+        # West: api behind its sidecar; STRICT mTLS and an AuthorizationPolicy that admits
+        # east's ingress and east's web only.
+        access_log = base / "west-access.log"
+        api_inbound, eastwest_port = free_port(), free_port()
         west_source = base / "west"
         west_source.mkdir()
-        (west_source / "api.yaml").write_text(service("api", "default", sidecar.inbound))
+        (west_source / "api.yaml").write_text(service("api", "default", api_inbound))
         (west_source / "api-export.yaml").write_text(SERVICE_EXPORT.format(name="api"))
         # A Service west does not export: the east-west gateway must not route to it.
-        (west_source / "internal.yaml").write_text(service("internal", "default", app.port))
+        (west_source / "internal.yaml").write_text(service("internal", "default", api_app.port))
+        logging = f"{{accessLog: {{path: {access_log}}}}}"
+        (west_source / "policy.yaml").write_text("---".join([
+            proxy_settings("default", "api", {}, telemetry=logging),
+            peer_authentication("api", "default", "STRICT", selector="app: api"),
+            allow_principals("east-only", "default",
+                             [f"{TRUST_DOMAIN}/ns/default/sa/isthmus-ingress",
+                              f"{TRUST_DOMAIN}/ns/default/sa/web"]),
+        ]))  # fmt: skip
         west, west_url = _controller("west", catalog, west_source, eastwest_port,
                                      base / "west.log")  # fmt: skip
         procs.append(west)
+        api_svid = pki.issue(base / "api", "default", "api")
+        gateways.append(_sidecar(base, west_url, api_svid, "api", api_inbound, api_app.port,
+                                 free_port()).start())  # fmt: skip
         eastwest_args = ["--role", "eastwest", "--proxy-id", "ew-west"]
         eastwest = GatewayProcess(base / "ew", control_plane=west_url, extra_args=eastwest_args)
         gateways.append(eastwest.start())
 
-        ingress_port = free_port()
+        # East: an ingress routing the clusterset host to api, and web's sidecar.
+        ingress_port, web_outbound = free_port(), free_port()
         east_source = base / "east"
         east_source.mkdir()
         (east_source / "gateway.yaml").write_text(gateway_yaml(ingress_port) + "---" + ROUTE)
@@ -157,8 +159,11 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
         ingress_args = ["--proxy-id", "ingress-east", *ingress_svid.args()]
         ingress = GatewayProcess(base / "in", control_plane=east_url, extra_args=ingress_args)
         gateways.append(ingress.start())
+        web_svid = pki.issue(base / "web", "default", "web")
+        gateways.append(_sidecar(base, east_url, web_svid, "web", free_port(), web_app.port,
+                                 web_outbound).start())  # fmt: skip
         client = mtls_client_context(ingress_svid, ingress_svid.bundle)
-        yield Clusters(ingress_port, eastwest_port, west_source, access_log, app, sidecar,
+        yield Clusters(ingress_port, eastwest_port, web_outbound, west_source, access_log,
                        eastwest, ingress, client)  # fmt: skip
     finally:
         for gw in gateways:
@@ -166,9 +171,8 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)
-        if sidecar is not None:
-            sidecar.stop()
-        app.stop()
+        api_app.stop()
+        web_app.stop()
         catalog.stop()
 
 
@@ -193,6 +197,23 @@ def test_a_request_crosses_clusters_through_the_eastwest_gateway(clusters: Clust
     # terminate the session (it holds no certificate at all).
     entry = _access_entry(clusters.access_log, "crossed")
     assert entry["downstream_peer_principal"] == INGRESS_ID
+
+
+def test_a_sidecar_reaches_the_other_cluster_by_its_clusterset_name(clusters: Clusters) -> None:
+    # web's sidecar (east) has no config of its own: its controller compiled the outbound
+    # route for api.default.svc.clusterset.local and the mTLS cluster behind it.
+    def call() -> httpx.Response | None:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{clusters.web_outbound}/echo?from-web",
+                          headers={"host": HOST}, timeout=10)  # fmt: skip
+        except httpx.HTTPError:
+            return None
+        return r if r.status_code == 200 else None
+
+    r = wait_until(call, timeout_s=30, what="web reaching api across clusters")
+    assert r.json()["backend"] == "api-west"
+    entry = _access_entry(clusters.access_log, "from-web")
+    assert entry["downstream_peer_principal"] == f"spiffe://{TRUST_DOMAIN}/ns/default/sa/web"
 
 
 def test_the_gateway_routes_only_exported_services(clusters: Clusters) -> None:

@@ -218,9 +218,9 @@ def test_without_imports_the_snapshot_is_the_local_compilation_plus_the_node(
     assert snap.node.cluster == "east"
 
 
-def test_roles_other_than_ingress_are_refused(resources: Resources) -> None:
-    with pytest.raises(ConfigError, match="sidecar role is not served"):
-        compile_for(ProxyInfo(id="s", role="sidecar"), resources, {}, "east")
+def test_unknown_roles_are_refused(resources: Resources) -> None:
+    with pytest.raises(ConfigError, match="waypoint role is not served"):
+        compile_for(ProxyInfo(id="s", role="waypoint"), resources, {}, "east")
 
 
 def test_a_local_configuration_error_propagates(load_yaml: Callable[..., Resources]) -> None:

@@ -213,6 +213,12 @@ async def test_bad_requests_get_clear_errors(
     assert r.status_code == 400 and "status body" in r.json()["error"]
     r = await client.post("/v1/snapshots/p1/status", content=b"not json")
     assert r.status_code == 400
+    r = await client.get("/v1/snapshots/p1?wait=0s&role=sidecar&inbound=0.0.0.0:x")
+    assert r.status_code == 400 and "inbound='0.0.0.0:x': expected HOST:PORT" in r.json()["error"]
+    r = await client.get("/v1/snapshots/p1?wait=0s&label=app")
+    assert r.status_code == 400 and "expected key=value" in r.json()["error"]
+    r = await client.get("/v1/snapshots/p1?wait=0s")  # the server still answers
+    assert r.status_code in (200, 304, 503)
 
 
 async def test_a_configuration_that_stops_compiling_keeps_the_last_good_snapshot(
