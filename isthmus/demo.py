@@ -8,7 +8,8 @@ example's Gateway listeners refer to but that are not committed, starts the echo
 commands to try, and runs until SIGINT or SIGTERM. Then it stops the gateway (SIGTERM, so it
 drains) and the backends, and returns an exit code.
 
-The multi-cluster demo will live beside this one; ``isthmus.commands.demo`` chooses.
+The multi-cluster demo (``--clusters N``) is :mod:`isthmus.demo_clusters`;
+``isthmus.commands.demo`` chooses.
 """
 
 from __future__ import annotations
@@ -403,7 +404,7 @@ async def _wait_ready(options: DemoOptions, state: _GatewayState, stop: asyncio.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.ready_timeout_s
     while not stop.is_set():
-        status = await _http_status(options.admin_host, options.admin_port, "/ready")
+        status = await http_status(options.admin_host, options.admin_port, "/ready")
         if status == 200:
             return True
         if loop.time() > deadline:
@@ -420,7 +421,7 @@ async def _wait_ready(options: DemoOptions, state: _GatewayState, stop: asyncio.
     return False
 
 
-async def _http_status(host: str, port: int, path: str) -> int | None:
+async def http_status(host: str, port: int, path: str) -> int | None:
     """The status code of ``GET path``, or None when nothing answers properly."""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     try:

@@ -1,8 +1,8 @@
 """``isthmus demo [--clusters N] [--example DIR]``: run Isthmus on this machine (DESIGN.md §7).
 
-Registered by ``isthmus.cli``. Today only the single-cluster ingress demo exists
-(:mod:`isthmus.demo`); asking for more clusters says so and exits with status 2. The demo's
-modules are imported when the command runs, so that other commands start without them.
+Registered by ``isthmus.cli``. One cluster runs the ingress demo (:mod:`isthmus.demo`);
+``--clusters N`` (2 to 5) runs the multi-cluster demo (:mod:`isthmus.demo_clusters`). The
+demo's modules are imported when the command runs, so that other commands start without them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=_positive_int,
         default=1,
         metavar="N",
-        help="number of clusters to run side by side (only 1 is available yet)",
+        help="number of clusters to run side by side: 1 (the ingress demo, default) to 5 "
+        "(the multi-cluster demo: federation, east-west gateways, sidecars)",
     )
     parser.add_argument(
         "--example",
@@ -55,15 +56,24 @@ def _positive_int(text: str) -> int:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    if args.clusters > 1:
-        print(
-            f"isthmus demo: the multi-cluster demo (--clusters {args.clusters}) is not there "
-            "yet; run `isthmus demo` for the single-cluster ingress demo",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-
     from isthmus import demo
+
+    if args.clusters > 1:
+        if args.example is not None:
+            print("isthmus demo: --example is for the single-cluster demo; the multi-cluster "
+                  "demo brings its own configuration", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        from isthmus import demo_clusters
+
+        if args.clusters > len(demo_clusters.CLUSTERS):
+            print(f"isthmus demo: --clusters {args.clusters}: at most "
+                  f"{len(demo_clusters.CLUSTERS)}", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        try:
+            return asyncio.run(demo_clusters.run(demo_clusters.ClustersOptions(args.clusters)))
+        except demo.DemoError as exc:
+            print(f"isthmus demo: {exc}", file=sys.stderr)
+            return 1
 
     options = demo.DemoOptions() if args.example is None else demo.DemoOptions(args.example)
     try:

@@ -1,13 +1,12 @@
 """The demo's preparation and command line: the example plus the Secret the demo generates
-compile into the snapshot the demo promises, and the multi-cluster form says it is not
-there yet."""
+compile into the snapshot the demo promises (the multi-cluster demo is in
+``test_demo_clusters.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from gateway.config.compile import load_snapshot
-from isthmus.cli import main
 from isthmus.demo import DemoOptions, prepare_runtime
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ingress"
@@ -34,7 +33,3 @@ def test_example_with_generated_secret_compiles(tmp_path: Path) -> None:
     }
     assert splits == {(20, 80)}
     assert prepared.ca_path is not None and prepared.ca_path.read_text().startswith("-----BEGIN")
-
-
-def test_multi_cluster_demo_is_refused_with_a_clear_exit() -> None:
-    assert main(["demo", "--clusters", "3"]) == 2
