@@ -32,7 +32,7 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from isthmus.backends import Backend
-from isthmus.demo import DemoError, http_status, check_ports_free
+from isthmus.demo import DemoError, check_ports_free, http_status
 from pki.authority import Authority, create_root
 from pki.bundle import TrustBundle
 from pki.keys import generate_key, private_key_to_pem
