@@ -4,7 +4,9 @@ Each backend answers every method on every path with JSON naming itself and echo
 request it got (method, path, query, HTTP version, headers), so that a client talking to it
 through the gateway sees which backend the route picked and what the gateway's filters
 changed on the way. They run as uvicorn servers inside the caller's event loop; the caller
-(``isthmus.demo``) owns their tasks and their sockets.
+(``isthmus.demo``) owns their tasks and their sockets. ``python -m isthmus.backends NAME
+HOST PORT`` runs one on its own until SIGTERM or SIGINT (the network-namespace tests start it
+inside a namespace that way).
 """
 
 from __future__ import annotations
@@ -109,3 +111,29 @@ class Backend:
     def stop(self) -> None:
         """Ask the server to finish its in-flight requests and return from :meth:`serve`."""
         self._server.should_exit = True
+
+
+async def _serve_until_signalled(backend: Backend) -> None:
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, backend.stop)
+    await backend.serve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import asyncio
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or not args[2].isdigit():
+        print("usage: python -m isthmus.backends NAME HOST PORT", file=sys.stderr)
+        return 2
+    asyncio.run(_serve_until_signalled(Backend(args[0], args[1], int(args[2]))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

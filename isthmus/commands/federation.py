@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="leader lock delay in seconds (default 5)")  # fmt: skip
     run.add_argument("--anti-entropy", type=float, default=30.0,
                      help="seconds between anti-entropy passes (default 30)")  # fmt: skip
+    run.add_argument("--heartbeat-ttl", type=float, default=30.0,
+                     help="seconds after its last heartbeat that other clusters stop sending "
+                     "this cluster traffic (default 30; the heartbeat runs every third of it, "
+                     "at most every 10 s)")  # fmt: skip
     run.add_argument("--replica-id", default=None, help="this replica's name (default: host:pid)")
     run.add_argument("--log-level", default="INFO")
     tls = run.add_argument_group("mTLS for the snapshot API (all three, or none: plain HTTP)")
@@ -66,6 +70,8 @@ def _run(args: argparse.Namespace) -> int:
             session_ttl_s=args.session_ttl,
             lock_delay_s=args.lock_delay,
             anti_entropy_interval_s=args.anti_entropy,
+            heartbeat_ttl_s=args.heartbeat_ttl,
+            heartbeat_interval_s=min(10.0, args.heartbeat_ttl / 3),
         )
     except ValueError as exc:
         print(f"isthmus federation run: {exc}", file=sys.stderr)
