@@ -9,8 +9,7 @@ from __future__ import annotations
 from gateway.process.control_plane import ControlPlaneSource
 from gateway.process.credentials import CredentialSource
 from gateway.process.sources import DirectorySource
-from gateway.process.supervisor import SupervisorConfig, run
-from gateway.telemetry.render import ProxyIdentity
+from gateway.roles.serving import serve
 
 
 def run_ingress(
@@ -26,16 +25,9 @@ def run_ingress(
 ) -> int:
     """Serve the Gateway API YAML in ``config_dir`` until SIGTERM. Returns an exit code.
     ``credentials``: the proxy's own identity, for ISTIO_MUTUAL clusters (optional)."""
-    config = SupervisorConfig(
-        source=DirectorySource(config_dir),
-        workers=workers,
-        admin=admin,
-        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
-        watch=watch,
-        role="ingress",
-        credentials=credentials,
-    )
-    return run(config)
+    return serve(DirectorySource(config_dir), "ingress", admin=admin, workers=workers,
+                 workload=workload, namespace=namespace, cluster=cluster,
+                 credentials=credentials, watch=watch)  # fmt: skip
 
 
 def run_ingress_control_plane(
@@ -59,13 +51,5 @@ def run_ingress_control_plane(
     source = ControlPlaneSource(
         url, proxy_id, cache_path=cache, role=role, namespace=namespace, workload=workload
     )
-    config = SupervisorConfig(
-        source=source,
-        workers=workers,
-        admin=admin,
-        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
-        watch=True,
-        role=role,
-        credentials=credentials,
-    )
-    return run(config)
+    return serve(source, role, admin=admin, workers=workers, workload=workload,
+                 namespace=namespace, cluster=cluster, credentials=credentials)  # fmt: skip

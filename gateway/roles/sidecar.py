@@ -19,8 +19,7 @@ from gateway.config.snapshot import Snapshot
 from gateway.process.control_plane import ControlPlaneSource
 from gateway.process.credentials import CredentialSource
 from gateway.process.sources import DirectorySource
-from gateway.process.supervisor import SupervisorConfig, run
-from gateway.telemetry.render import ProxyIdentity
+from gateway.roles.serving import serve
 
 
 class SidecarSource(DirectorySource):
@@ -51,16 +50,9 @@ def run_sidecar(
     watch: bool = True,
 ) -> int:
     """Serve as the sidecar of the app on ``ports.app_port`` until SIGTERM; an exit code."""
-    config = SupervisorConfig(
-        source=SidecarSource(config_dir, ports),
-        workers=workers,
-        admin=admin,
-        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
-        watch=watch,
-        role="sidecar",
-        credentials=credentials,
-    )
-    return run(config)
+    return serve(SidecarSource(config_dir, ports), "sidecar", admin=admin, workers=workers,
+                 workload=workload, namespace=namespace, cluster=cluster,
+                 credentials=credentials, watch=watch)  # fmt: skip
 
 
 def run_sidecar_control_plane(
@@ -94,16 +86,8 @@ def run_sidecar_control_plane(
         labels=labels,
         sidecar=sidecar,
     )
-    config = SupervisorConfig(
-        source=source,
-        workers=workers,
-        admin=admin,
-        identity=ProxyIdentity(workload=workload, namespace=namespace, cluster=cluster),
-        watch=True,
-        role="sidecar",
-        credentials=credentials,
-    )
-    return run(config)
+    return serve(source, "sidecar", admin=admin, workers=workers, workload=workload,
+                 namespace=namespace, cluster=cluster, credentials=credentials)  # fmt: skip
 
 
 def _host(address: str) -> str:
