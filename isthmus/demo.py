@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import shlex
 import shutil
@@ -24,13 +23,14 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from isthmus.backends import Backend
+from isthmus.children import Children
 from pki.issue import issue_self_signed_server
 
 DEFAULT_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ingress"
@@ -39,7 +39,6 @@ DEFAULT_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ingress
 DEMO_BACKENDS: tuple[tuple[str, int], ...] = (("shop-v1", 9001), ("shop-v2", 9002))
 _LOOPBACK = "127.0.0.1"
 _CERT_DAYS = 30
-_READY_POLL_S = 0.2
 
 
 class DemoError(Exception):
@@ -88,16 +87,6 @@ class _Prepared:
     config_dir: Path
     ca_path: Path | None
     summary: ExampleSummary
-
-
-@dataclass(slots=True)
-class _GatewayState:
-    """The gateway child process and whether its exit was asked for."""
-
-    proc: asyncio.subprocess.Process
-    stopping: bool = False
-    failed: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 # --- reading the example (no I/O beyond the files) ------------------------------------------
@@ -368,12 +357,13 @@ async def _run_gateway(
         *("--config", str(prepared.config_dir), "--admin", admin),
     ]
     print(f"isthmus demo: starting the gateway: {shlex.join(argv)}", flush=True)
-    # A session of its own, so that Ctrl-C reaches only us and we decide how it stops.
-    proc = await asyncio.create_subprocess_exec(*argv, start_new_session=True)
-    state = _GatewayState(proc)
+    children = Children(stop)
     try:
-        tg.create_task(_watch_gateway(state, stop), name="gateway watcher")
-        ready = await _wait_ready(options, state, stop)
+        await children.start("gateway", argv, tg)
+        deadline = asyncio.get_running_loop().time() + options.ready_timeout_s
+        ready, last = await children.wait_ok(
+            options.admin_host, options.admin_port, "/ready", deadline
+        )
         if ready:
             print(
                 instructions(
@@ -381,80 +371,15 @@ async def _run_gateway(
                 ),
                 flush=True,
             )
+        else:
+            children.give_up(
+                f"the gateway was not ready after {options.ready_timeout_s:g} s"
+                f" (last answer from /ready: {last or 'none'})"
+            )
         await stop.wait()
     finally:
-        await asyncio.shield(_stop_gateway(state, options.stop_timeout_s))
-    for note in state.notes:
+        await asyncio.shield(children.stop_all(options.stop_timeout_s))
+    for note in children.notes:
         print(f"isthmus demo: {note}", file=sys.stderr, flush=True)
     print("isthmus demo: stopped", flush=True)
-    return 1 if state.failed else 0
-
-
-async def _watch_gateway(state: _GatewayState, stop: asyncio.Event) -> None:
-    code = await state.proc.wait()
-    if not state.stopping:
-        state.failed = True
-        state.notes.append(f"the gateway exited with code {code}")
-        stop.set()
-
-
-async def _wait_ready(options: DemoOptions, state: _GatewayState, stop: asyncio.Event) -> bool:
-    """Poll ``/ready`` until it answers 200. False if the demo is stopped or the gateway
-    fails first (the watcher then records why)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + options.ready_timeout_s
-    while not stop.is_set():
-        status = await http_status(options.admin_host, options.admin_port, "/ready")
-        if status == 200:
-            return True
-        if loop.time() > deadline:
-            state.failed = True
-            state.notes.append(
-                f"the gateway was not ready after {options.ready_timeout_s:g} s"
-                f" (last answer from /ready: {status or 'none'})"
-            )
-            stop.set()
-            return False
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_READY_POLL_S):
-                await stop.wait()
-    return False
-
-
-async def http_status(host: str, port: int, path: str) -> int | None:
-    """The status code of ``GET path``, or None when nothing answers properly."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-    try:
-        async with asyncio.timeout(2.0):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(request.encode("ascii"))
-                status_line = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError):
-        return None
-    parts = status_line.split()
-    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
-        return int(parts[1])
-    return None
-
-
-async def _stop_gateway(state: _GatewayState, timeout_s: float) -> None:
-    """SIGTERM (the gateway drains), then SIGKILL if it is still there after ``timeout_s``."""
-    state.stopping = True
-    proc = state.proc
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(timeout_s):
-            await proc.wait()
-    except TimeoutError:
-        state.notes.append(f"the gateway did not stop within {timeout_s:g} s; killed it")
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    return 1 if children.failed else 0

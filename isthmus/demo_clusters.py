@@ -22,17 +22,16 @@ controllers' ``isthmus federation status`` and the east-west gateway's routes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from isthmus.backends import Backend
-from isthmus.demo import DemoError, check_ports_free, http_status
+from isthmus.children import Children
+from isthmus.demo import DemoError, check_ports_free
 from pki.authority import Authority, create_root
 from pki.bundle import TrustBundle
 from pki.keys import generate_key, private_key_to_pem
@@ -43,7 +42,6 @@ CLUSTERS = ("east", "west", "north", "south", "central")
 TRUST_DOMAIN = "demo.mesh"
 NAMESPACE = "demo"
 LOOPBACK = "127.0.0.1"
-_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,20 +299,6 @@ def instructions(options: ClustersOptions, root_dir: Path) -> str:
 # --- running --------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Running:
-    spec: _Spec
-    proc: asyncio.subprocess.Process
-    stopping: bool = False
-
-
-@dataclass(slots=True)
-class _State:
-    running: list[_Running] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    failed: bool = False
-
-
 async def run(options: ClustersOptions, stop: asyncio.Event | None = None) -> int:
     """Run the demo until SIGINT/SIGTERM (or ``stop``). 0 after a requested stop, 1 when a
     process failed. Raises :class:`DemoError` when the demo cannot start."""
@@ -329,105 +313,41 @@ async def run(options: ClustersOptions, stop: asyncio.Event | None = None) -> in
     handled = (signal.SIGINT, signal.SIGTERM)
     for sig in handled:
         loop.add_signal_handler(sig, stop.set)
-    state = _State()
+    children = Children(stop)
     try:
         async with asyncio.TaskGroup() as tg:
             for backend in backends:
                 tg.create_task(backend.serve(), name=f"backend {backend.name}")
             try:
-                if await _start_all(options, root_dir, state, stop, tg):
+                if await _start_all(options, root_dir, children, tg):
                     print(instructions(options, root_dir), flush=True)
                 await stop.wait()
             finally:
-                await asyncio.shield(_stop_all(state, options.stop_timeout_s))
+                await asyncio.shield(children.stop_all(options.stop_timeout_s))
                 for backend in backends:
                     backend.stop()
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
-    for note in state.notes:
+    for note in children.notes:
         print(f"isthmus demo: {note}", file=sys.stderr, flush=True)
     print("isthmus demo: stopped", flush=True)
-    return 1 if state.failed else 0
+    return 1 if children.failed else 0
 
 
-async def _start_all(options: ClustersOptions, root_dir: Path, state: _State,
-                     stop: asyncio.Event, tg: asyncio.TaskGroup) -> bool:  # fmt: skip
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + options.ready_timeout_s
+async def _start_all(
+    options: ClustersOptions, root_dir: Path, children: Children, tg: asyncio.TaskGroup
+) -> bool:
+    deadline = asyncio.get_running_loop().time() + options.ready_timeout_s
     for spec in process_specs(options, root_dir):
         print(f"isthmus demo: starting the {spec.name} (log: {spec.log})", flush=True)
-        log = spec.log.open("ab")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv, stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True
-            )
-        finally:
-            log.close()
-        running = _Running(spec, proc)
-        state.running.append(running)
-        tg.create_task(_watch(running, state, stop), name=f"watch {spec.name}")
-        if spec.ready is not None and not await _until(_probe(*spec.ready), stop, deadline):
-            return _give_up(state, stop, f"the {spec.name} was not ready; see {spec.log}")
+        await children.start(spec.name, list(spec.argv), tg, log=spec.log)
+        if spec.ready is not None:
+            port, path = spec.ready
+            if not (await children.wait_ok(LOOPBACK, port, path, deadline))[0]:
+                return children.give_up(f"the {spec.name} was not ready; see {spec.log}")
     # The first cross-cluster answer: imports, snapshots and certificates all in place.
-    crossed = await _until(_probe(options.ingress_port, "/"), stop, deadline)
-    if not crossed:
-        return _give_up(state, stop, "east's ingress never reached hello in another cluster; "
-                        f"see the logs in {root_dir}")  # fmt: skip
+    if not (await children.wait_ok(LOOPBACK, options.ingress_port, "/", deadline))[0]:
+        return children.give_up("east's ingress never reached hello in another cluster; "
+                                f"see the logs in {root_dir}")  # fmt: skip
     return True
-
-
-def _probe(port: int, path: str) -> Callable[[], Awaitable[int | None]]:
-    async def probe() -> int | None:
-        return await http_status(LOOPBACK, port, path)
-
-    return probe
-
-
-async def _until(probe: Callable[[], Awaitable[int | None]], stop: asyncio.Event,
-                 deadline: float) -> bool:  # fmt: skip
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        if await probe() == 200:
-            return True
-        if loop.time() > deadline:
-            return False
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_POLL_S):
-                await stop.wait()
-    return False
-
-
-def _give_up(state: _State, stop: asyncio.Event, why: str) -> bool:
-    if not stop.is_set():  # a process that died has said so already
-        state.failed = True
-        state.notes.append(why)
-        stop.set()
-    return False
-
-
-async def _watch(running: _Running, state: _State, stop: asyncio.Event) -> None:
-    code = await running.proc.wait()
-    if not running.stopping:
-        state.failed = True
-        state.notes.append(f"the {running.spec.name} exited with code {code}; "
-                           f"see {running.spec.log}")  # fmt: skip
-        stop.set()
-
-
-async def _stop_all(state: _State, timeout_s: float) -> None:
-    """SIGTERM every process, last started first, then SIGKILL what is left."""
-    for running in reversed(state.running):
-        running.stopping = True
-        if running.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                running.proc.send_signal(signal.SIGTERM)
-    for running in reversed(state.running):
-        try:
-            async with asyncio.timeout(timeout_s):
-                await running.proc.wait()
-        except TimeoutError:
-            state.notes.append(f"the {running.spec.name} did not stop in {timeout_s:g} s; killed")
-            with contextlib.suppress(ProcessLookupError):
-                running.proc.kill()
-            await running.proc.wait()

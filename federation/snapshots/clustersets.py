@@ -38,18 +38,6 @@ def clusterset_cluster_name(namespace: str, name: str, port: int) -> str:
     return f"{namespace}/{name}.clusterset:{port}"
 
 
-def group(
-    imports: Iterable[ImportedService], cluster: str
-) -> dict[ServiceKey, list[ImportedService]]:
-    """Imports by (namespace, name), each list sorted by exporting cluster; our own
-    cluster's entries are left out."""
-    grouped: dict[ServiceKey, dict[str, ImportedService]] = {}
-    for imp in imports:
-        if imp.cluster != cluster:
-            grouped.setdefault((imp.namespace, imp.name), {})[imp.cluster] = imp
-    return {key: [by[c] for c in sorted(by)] for key, by in grouped.items()}
-
-
 def ports_of(exporters: list[ImportedService]) -> list[ServicePort]:
     """Every port number any exporter offers, the first exporter's description winning."""
     if len(exporters) == 1:
@@ -126,8 +114,8 @@ class ImportIndex:
     (the same object) costs nothing, another one a comparison entry by entry and the
     rebuilding of the services whose entries differ. A service's group list is replaced
     (never changed in place) when it changes, so a caller may tell an unchanged group by
-    its identity. The result is the same as :func:`group` and :func:`clusterset_clusters`
-    over the whole mapping.
+    its identity. The result is the same as grouping the whole mapping and building every
+    service's clusters from scratch (``tests/federation/snapshots/test_fed_snap_clustersets.py``).
     """
 
     def __init__(self, cluster: str, domain: str) -> None:

@@ -60,7 +60,7 @@ is dropped; passthrough cannot add the mesh's mTLS).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -74,13 +74,10 @@ from federation.snapshots.clustersets import (
     ImportKey,
     ServiceKey,
     by_name,
-    clusterset_cluster,
     clusterset_cluster_name,
     exporters_of,
     gateway_endpoint,
-    group,
     mesh_tls,
-    ports_of,
     san,
 )
 from federation.snapshots.eastwest import eastwest_snapshot
@@ -136,7 +133,7 @@ class CompileCache:
     unchanged Services (``ClusterMemo``), the imports grouped by service with their
     clusterset clusters (``ImportIndex``), and each local cluster's failover endpoints while
     neither it nor the imports of its Service changed. The hub keeps one; :func:`compile_for`
-    works without, and gives the same snapshot either way."""
+    makes a fresh one when given none, and gives the same snapshot either way."""
 
     def __init__(self) -> None:
         self.local = ClusterMemo()
@@ -205,14 +202,14 @@ def compile_for(
         raise ConfigError(
             [Problem(f"proxy {proxy.id}", f"the {proxy.role} role is not served by the controller")]
         )
+    if cache is None:
+        cache = CompileCache()  # nothing to reuse: the same steps, from scratch
     if proxy.role == "sidecar":
         ports = sidecar_ports(proxy.id or proxy.workload, proxy.inbound, proxy.app, proxy.outbound)
         node = sidecar_node(proxy.namespace, proxy.workload, proxy.labels, cluster, trust_domain)
         base = compile_sidecar(resources, ports, node, versioned=False)
     else:
-        base = compile_resources(
-            resources, versioned=False, memo=cache.local if cache is not None else None
-        )
+        base = compile_resources(resources, versioned=False, memo=cache.local)
         node = _node(base.node, cluster)
     if proxy.role == "eastwest":
         own = msgspec.structs.replace(node, workload=proxy.workload, namespace=proxy.namespace)
@@ -224,22 +221,13 @@ def compile_for(
             dns_domain=dns_domain,
         )
         return snapshot.with_version() if versioned else snapshot
-    if cache is not None:
-        index = cache.index(cluster, dns_domain)
-        index.update(imports)
-        remote: Groups = index.groups
-        here = dict(node.labels)[CLUSTER_LABEL]
-        clusters = [cache.with_failover(c, remote, node, here, dns_domain) for c in base.clusters]
-        cache.done()
-        clustersets: Iterable[Cluster] = index.clusters
-    else:
-        remote = group(imports.values(), cluster)
-        clusters = [_with_failover(c, remote, node, dns_domain) for c in base.clusters]
-        clustersets = [
-            clusterset_cluster(namespace, name, port, exporters, dns_domain)
-            for (namespace, name), exporters in remote.items()
-            for port in ports_of(exporters)
-        ]
+    index = cache.index(cluster, dns_domain)
+    index.update(imports)
+    remote: Groups = index.groups
+    here = dict(node.labels)[CLUSTER_LABEL]
+    clusters = [cache.with_failover(c, remote, node, here, dns_domain) for c in base.clusters]
+    cache.done()
+    clustersets = index.clusters
     clusters.extend(clustersets)
     if proxy.role == "sidecar":
         base = with_clusterset_routes(base, remote)

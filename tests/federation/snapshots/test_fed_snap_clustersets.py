@@ -5,19 +5,32 @@ mapping from scratch, while rebuilding only the services whose entries changed."
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from federation.model import ImportedService
 from federation.snapshots.clustersets import (
     ImportIndex,
     ImportKey,
+    ServiceKey,
     by_name,
     clusterset_cluster,
-    group,
     ports_of,
 )
 from tests.federation.snapshots.fed_snap_helpers import imported, keyed
 
 CLUSTERS = ("east", "west", "north", "south")
+
+
+def group(
+    imports: Iterable[ImportedService], cluster: str
+) -> dict[ServiceKey, list[ImportedService]]:
+    """Imports by (namespace, name), each list sorted by exporting cluster; our own
+    cluster's entries are left out (the index's result, computed from scratch)."""
+    grouped: dict[ServiceKey, dict[str, ImportedService]] = {}
+    for imp in imports:
+        if imp.cluster != cluster:
+            grouped.setdefault((imp.namespace, imp.name), {})[imp.cluster] = imp
+    return {key: [by[c] for c in sorted(by)] for key, by in grouped.items()}
 
 
 def from_scratch(
